@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs what Cove needs on a Debian 12 host and creates .venv/ with Cove in it.
+# Idempotent: a second run only checks. Usage: packaging/deps.sh [EXTRAS]  (e.g. "test")
+set -euo pipefail
+cd "$(dirname "$0")/.."
+extras="${1:-}"
+
+apt_packages=(python3 python3-venv python3-pip busybox-static iproute2 nftables iptables
+              libseccomp2 procps util-linux kmod)
+if [ "$extras" = "test" ]; then
+  apt_packages+=(docker-registry skopeo apache2-utils curl)
+fi
+missing=()
+for p in "${apt_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "cove: installing Debian packages: ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+fi
+stamp=".venv/.cove-installed-${extras:-base}"
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  .venv/bin/pip install -q --upgrade pip >/dev/null
+  if [ -n "$extras" ]; then
+    .venv/bin/pip install -q -e ".[$extras]"
+  else
+    .venv/bin/pip install -q -e .
+  fi
+  touch "$stamp"
+fi

@@ -1,0 +1,1 @@
+"""Platform-neutral code shared by the CLI, the desktop, vmhost and guestagent (stdlib only)."""

@@ -1,0 +1,127 @@
+"""The Engine facade: builds every service, wires them, and owns the HTTP routes."""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import socket
+import threading
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from runtime.engine.containers import ContainerService
+from runtime.engine.events import EventBus
+from runtime.engine.records import Container
+from runtime.engine.router import Router
+from runtime.engine.state import Status
+from runtime.layout import EngineLayout
+
+if TYPE_CHECKING:
+    from runtime.engine.routes_streams import ExecRecord
+    from runtime.images.store import ImageStore
+    from runtime.linux.runtime import LinuxRuntime
+    from runtime.net.manager import NetworkManager
+    from runtime.volumes.manager import VolumeManager
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EngineConfig:
+    """dockerd-like settings of one engine instance."""
+
+    layout: EngineLayout = field(default_factory=EngineLayout)
+    socket_path: str = "/run/cove/engine.sock"
+    cgroup_parent: str = "cove"
+    bridge_name: str = "cove0"
+    bridge_cidr: str = "172.17.0.1/16"
+    insecure_registries: tuple[str, ...] = ()
+    registry_mirrors: tuple[str, ...] = ()
+    debug: bool = False
+
+
+class Engine:
+    def __init__(self, config: EngineConfig) -> None:
+        from runtime.images.store import ImageStore
+        from runtime.linux.runtime import LinuxRuntime
+        from runtime.net.manager import NetworkManager
+        from runtime.volumes.manager import VolumeManager
+
+        self.config = config
+        self.layout = layout = config.layout
+        for d in (layout.data_root, layout.exec_root, layout.runtime):
+            d.mkdir(parents=True, exist_ok=True)
+        self.id = _engine_id(layout.data_root)
+        self.name = platform.node()
+        self.events = EventBus()
+        self.runtime: LinuxRuntime = LinuxRuntime(layout.runtime, config.cgroup_parent)
+        self.images: ImageStore = ImageStore(layout, self.events)
+        self.networks: NetworkManager = NetworkManager(
+            layout, self.events, bridge_name=config.bridge_name, bridge_cidr=config.bridge_cidr
+        )
+        self.volumes: VolumeManager = VolumeManager(layout, self.events)
+        self.containers = ContainerService(
+            containers_dir=layout.containers, runtime=self.runtime, images=self.images,
+            networks=self.networks, volumes=self.volumes, events=self.events,
+            cgroup_parent=config.cgroup_parent,
+        )
+        self.execs: dict[str, ExecRecord] = {}
+        self.router = Router()
+        self._register_routes()
+
+    def _register_routes(self) -> None:
+        import importlib
+
+        for name in (
+            "routes_system", "routes_containers", "routes_streams", "routes_images",
+            "routes_networks", "routes_volumes", "routes_archive", "routes_build",
+        ):
+            try:
+                module = importlib.import_module(f"runtime.engine.{name}")
+            except ModuleNotFoundError as e:
+                if e.name != f"runtime.engine.{name}":
+                    raise
+                log.debug("route module %s not present", name)
+                continue
+            module.register(self.router, self)
+
+    def restore(self) -> None:
+        """Adopt containers that kept running while the engine was away; clean leftovers."""
+        live = self.containers.restore()
+        self.networks.restore(live)
+        self.containers.start_restart_policies()
+        log.info("engine restored: %d running containers adopted", len(live))
+
+    def attach(self, c: Container, *, stdin: bool, stdout: bool, stderr: bool) -> socket.socket:
+        """A socket to the container's stdio; for a created container, once it has started."""
+        with c.lock:
+            if c.status is Status.CREATED:
+                c.changed.wait_for(lambda: c.status is not Status.CREATED or c.removed)
+        return self.runtime.attach(c.id, stdin=stdin, stdout=stdout, stderr=stderr)
+
+    def shutdown(self) -> None:
+        """Stop serving; containers keep running (adopted by the next engine)."""
+        shutdown = getattr(self.networks, "shutdown", None)
+        if shutdown is not None:
+            shutdown()
+
+
+def _engine_id(data_root: Path) -> str:
+    path = data_root / "engine-id"
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        value = str(uuid.uuid4())
+        path.write_text(value + "\n")
+        return value
+
+
+def thread_count() -> int:
+    return threading.active_count()
+
+
+def host_name() -> str:
+    return os.uname().nodename

@@ -1,0 +1,380 @@
+"""The engine's HTTP/1.1 server on a Unix socket, with Docker's wire conventions.
+
+One thread per connection (stdlib ``socketserver``), keep-alive, chunked
+request bodies (the Go CLI streams builds and uploads that way), chunked
+streaming responses flushed per message, and the hijacked ``101 UPGRADED``
+stream that attach and exec use. Routing lives in :mod:`runtime.engine.router`.
+"""
+
+from __future__ import annotations
+
+import http.server
+import io
+import json
+import logging
+import os
+import socket
+import socketserver
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from runtime.api.errors import CoveError, InvalidArgument
+
+log = logging.getLogger(__name__)
+
+API_VERSION = "1.44"
+MIN_API_VERSION = "1.24"
+SERVER_NAME = "Cove/0.1.0 (linux)"
+_FALSE_WORDS = {"", "0", "no", "false", "none"}
+
+
+class ChunkedReader(io.RawIOBase):
+    """A request body sent with ``Transfer-Encoding: chunked``, de-chunked on the fly."""
+
+    def __init__(self, raw: io.BufferedIOBase) -> None:
+        self._raw = raw
+        self._left = 0
+        self._done = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if self._done:
+            return 0
+        if self._left == 0:
+            line = self._raw.readline(1024)
+            size = int(line.split(b";")[0].strip() or b"0", 16)
+            if size == 0:
+                while self._raw.readline(1024) not in (b"\r\n", b"\n", b""):
+                    pass  # trailers
+                self._done = True
+                return 0
+            self._left = size
+        view = memoryview(buffer)[: self._left]
+        n = self._raw.readinto(view)
+        if not n:
+            raise InvalidArgument("request body ended inside a chunk")
+        self._left -= n
+        if self._left == 0:
+            self._raw.readline(8)  # CRLF after the chunk
+        return int(n)
+
+
+class LimitedReader(io.RawIOBase):
+    """A request body of known ``Content-Length``."""
+
+    def __init__(self, raw: io.BufferedIOBase, length: int) -> None:
+        self._raw = raw
+        self._left = length
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if self._left <= 0:
+            return 0
+        view = memoryview(buffer)[: self._left]
+        n = self._raw.readinto(view)
+        if not n:
+            return 0
+        self._left -= n
+        return int(n)
+
+
+@dataclass
+class Response:
+    """A reply: ``body`` is bytes, or an iterator of chunks streamed with chunked encoding."""
+
+    status: int = 200
+    body: bytes | Iterable[bytes] = b""
+    content_type: str = "application/json"
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def json_response(obj: Any, status: int = 200) -> Response:
+    return Response(status=status, body=json.dumps(obj).encode() + b"\n")
+
+
+def no_content(status: int = 204) -> Response:
+    return Response(status=status, body=b"", content_type="")
+
+
+def json_lines(messages: Iterable[Any], content_type: str = "application/json") -> Response:
+    """A streamed JSON-lines body: one message per chunk, flushed as it comes."""
+
+    def chunks() -> Iterator[bytes]:
+        for msg in messages:
+            yield json.dumps(msg).encode() + b"\r\n"
+
+    return Response(status=200, body=chunks(), content_type=content_type)
+
+
+class Request:
+    """One API request as the route handlers see it."""
+
+    def __init__(self, handler: _Handler, method: str, path: str, query: str) -> None:
+        self._handler = handler
+        self.method = method
+        self.path = path
+        self.query: dict[str, list[str]] = parse_qs(query, keep_blank_values=True)
+        self.params: dict[str, str] = {}
+        self.api_version = API_VERSION
+        self.headers = handler.headers
+        self._body: BinaryIO | None = None
+        self.hijacked = False
+
+    # -- query helpers (moby's conventions) --
+    def has(self, name: str) -> bool:
+        return name in self.query
+
+    def str_arg(self, name: str, default: str = "") -> str:
+        values = self.query.get(name)
+        return values[-1] if values else default
+
+    def bool_arg(self, name: str, default: bool = False) -> bool:
+        values = self.query.get(name)
+        if not values:
+            return default
+        return values[-1].strip().lower() not in _FALSE_WORDS
+
+    def int_arg(self, name: str, default: int | None = None) -> int | None:
+        value = self.str_arg(name)
+        if value == "":
+            return default
+        try:
+            return int(value)
+        except ValueError:
+            raise InvalidArgument(f"invalid value for {name}: {value!r}") from None
+
+    def filters(self) -> dict[str, list[str]]:
+        """``filters`` in either form: Go's map ``{"k":{"v":true}}`` or docker-py's list."""
+        raw = self.str_arg("filters")
+        if not raw:
+            return {}
+        try:
+            data = json.loads(raw)
+        except json.JSONDecodeError:
+            raise InvalidArgument(f"invalid filter: {raw}") from None
+        if not isinstance(data, dict):
+            raise InvalidArgument(f"invalid filter: {raw}")
+        out: dict[str, list[str]] = {}
+        for key, value in data.items():
+            if isinstance(value, dict):
+                out[key] = [k for k, v in value.items() if v]
+            elif isinstance(value, list):
+                out[key] = [str(v) for v in value]
+            elif isinstance(value, str):
+                out[key] = [value]
+            else:
+                raise InvalidArgument(f"invalid filter: {raw}")
+        return out
+
+    # -- body --
+    def body(self) -> BinaryIO:
+        """The request body as a stream (de-chunked); empty when there is none."""
+        if self._body is None:
+            rfile = self._handler.rfile
+            if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+                raw: io.RawIOBase = ChunkedReader(rfile)
+            else:
+                raw = LimitedReader(rfile, int(self.headers.get("Content-Length") or 0))
+            self._body = io.BufferedReader(raw, 1 << 16)
+        return self._body
+
+    def json(self, default: Any = None) -> Any:
+        data = self.body().read()
+        if not data.strip():
+            return default
+        try:
+            return json.loads(data)
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise InvalidArgument(f"invalid JSON body: {e}") from None
+
+    def drain(self) -> None:
+        """Read what the handler left of the body so the connection can be reused."""
+        body = self.body()
+        while body.read(1 << 16):
+            pass
+
+    # -- hijack --
+    def wants_upgrade(self) -> bool:
+        return "upgrade" in self.headers.get("Connection", "").lower()
+
+    def hijack(self, content_type: str) -> socket.socket:
+        """Answer ``101 UPGRADED`` (or 200 without an Upgrade header) and hand over the socket.
+
+        The caller owns the socket from here on; the server closes it after the
+        handler returns. Stream bytes must not ride in the same write as these
+        headers: docker-py loses them (compat-notes §a.0).
+        """
+        h = self._handler
+        if self.wants_upgrade():
+            head = (
+                "HTTP/1.1 101 UPGRADED\r\n"
+                f"Content-Type: {content_type}\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n"
+            )
+        else:
+            head = f"HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\n"
+        head += "".join(f"{k}: {v}\r\n" for k, v in _common_headers().items()) + "\r\n"
+        h.wfile.write(head.encode())
+        h.wfile.flush()
+        self.hijacked = True
+        h.close_connection = True
+        conn: socket.socket = h.connection
+        return conn
+
+    @property
+    def connection(self) -> socket.socket:
+        conn: socket.socket = self._handler.connection
+        return conn
+
+
+def _common_headers() -> dict[str, str]:
+    return {
+        "Api-Version": API_VERSION,
+        "Docker-Experimental": "false",
+        "Ostype": "linux",
+        "Server": SERVER_NAME,
+    }
+
+
+Dispatch = Callable[[Request], Response]
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+    # Docker clients send big headers (X-Registry-Auth); the default limits are fine.
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("http: " + format, *args)
+
+    def handle_one_request(self) -> None:
+        try:
+            super().handle_one_request()
+        except (ConnectionError, TimeoutError):
+            self.close_connection = True
+
+    def _serve(self) -> None:
+        started = time.monotonic()
+        url = urlsplit(self.path)
+        req = Request(self, self.command, unquote(url.path), url.query)
+        resp = self.server.dispatch(req)
+        if req.hijacked:
+            return
+        try:
+            req.drain()
+        except (CoveError, ValueError, OSError):
+            self.close_connection = True
+        self._send(resp, head_only=self.command == "HEAD")
+        log.debug("%s %s -> %d in %.1f ms", self.command, self.path, resp.status,
+                  (time.monotonic() - started) * 1000)
+
+    def _send(self, resp: Response, head_only: bool) -> None:
+        self.send_response_only(resp.status)
+        headers = {**_common_headers(), **resp.headers}
+        if resp.content_type:
+            headers["Content-Type"] = resp.content_type
+        streaming = not isinstance(resp.body, bytes)
+        if streaming:
+            headers["Transfer-Encoding"] = "chunked"
+        elif resp.status not in (204, 304):
+            headers["Content-Length"] = str(len(resp.body))  # type: ignore[arg-type]
+        headers.setdefault("Date", self.date_time_string())
+        for k, v in headers.items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.flush()
+        if head_only or resp.status in (204, 304):
+            return
+        if not streaming:
+            self.wfile.write(resp.body)  # type: ignore[arg-type]
+            return
+        self._stream(resp.body)  # type: ignore[arg-type]
+
+    def _stream(self, chunks: Iterable[bytes]) -> None:
+        iterator = iter(chunks)
+        try:
+            for chunk in iterator:
+                if chunk:
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                    self.wfile.flush()
+            self.wfile.write(b"0\r\n\r\n")
+            self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+        except CoveError as e:
+            # Too late for a status code: end the stream in band, as moby does.
+            msg = json.dumps({"errorDetail": {"message": e.message}, "error": e.message})
+            data = msg.encode() + b"\r\n"
+            self.wfile.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(data), data))
+            self.close_connection = True
+        finally:
+            close = getattr(iterator, "close", None)
+            if close is not None:
+                close()
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _serve
+
+
+class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+    block_on_close = False
+    allow_reuse_address = True
+
+    def __init__(self, path: str, dispatch: Dispatch) -> None:
+        self.dispatch = dispatch
+        super().__init__(path, _Handler)
+
+
+class UnixHTTPServer:
+    """Serves *dispatch* on a Unix socket at *path* (mode 0660, group ``cove`` if present)."""
+
+    def __init__(self, path: str, dispatch: Dispatch, group: str | None = None) -> None:
+        if os.path.exists(path):
+            _remove_stale_socket(path)
+        old_umask = os.umask(0o117)
+        try:
+            self._server = _Server(path, dispatch)
+        finally:
+            os.umask(old_umask)
+        self.path = path
+        if group:
+            _chgrp(path, group)
+
+    def serve_forever(self) -> None:
+        self._server.serve_forever(poll_interval=0.5)
+
+    def shutdown(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+
+
+def _remove_stale_socket(path: str) -> None:
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(path)
+    except OSError:
+        os.unlink(path)
+        return
+    finally:
+        probe.close()
+    raise CoveError(f"another engine is already listening on {path}")
+
+
+def _chgrp(path: str, group: str) -> None:
+    import grp
+
+    try:
+        gid = grp.getgrnam(group).gr_gid
+    except KeyError:
+        return
+    os.chown(path, -1, gid)

@@ -1,0 +1,229 @@
+"""Container endpoints: create, list, inspect, lifecycle verbs, wait, delete, prune."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from runtime.api.errors import CoveError, InvalidArgument, NotFound
+from runtime.engine.http import Request, Response, json_response, no_content
+from runtime.engine.records import Container
+from runtime.engine.router import Router
+from runtime.engine.state import Status
+from runtime.engine.views import inspect, summary
+
+if TYPE_CHECKING:
+    from runtime.engine.engine import Engine
+
+
+def register(router: Router, engine: Engine) -> None:
+    svc = engine.containers
+
+    def image_config(c: Container) -> dict[str, Any]:
+        try:
+            cfg: dict[str, Any] = engine.images.get(c.image_id).config.get("config") or {}
+            return cfg
+        except CoveError:
+            return {}
+
+    @router.route("POST", "/containers/create")
+    def create(req: Request) -> Response:
+        body = req.json(default=None)
+        if not isinstance(body, dict):
+            raise InvalidArgument("config cannot be empty in order to create a container")
+        c = svc.create(req.str_arg("name"), body)
+        return json_response({"Id": c.id, "Warnings": []}, 201)
+
+    @router.route("GET", "/containers/json")
+    def list_(req: Request) -> Response:
+        show_all = req.bool_arg("all")
+        limit = req.int_arg("limit", -1) or -1
+        filters = req.filters()
+        items = [c for c in svc.all() if show_all or c.running or _explicit_status(filters)]
+        items = [c for c in items if _matches(c, filters, engine)]
+        if req.bool_arg("latest"):
+            limit = 1
+        if limit > 0:
+            items = items[:limit]
+        out = [summary(c, image_config(c)) for c in items]
+        if req.bool_arg("size"):
+            for entry in out:
+                entry["SizeRw"] = 0
+                entry["SizeRootFs"] = 0
+        return json_response(out)
+
+    @router.route("GET", "/containers/{id}/json")
+    def inspect_(req: Request) -> Response:
+        c = svc.get(req.params["id"])
+        data = inspect(c, image_config(c))
+        if req.bool_arg("size"):
+            data["SizeRw"] = 0
+            data["SizeRootFs"] = 0
+        return json_response(data)
+
+    @router.route("POST", "/containers/{id}/start")
+    def start(req: Request) -> Response:
+        svc.start(req.params["id"])
+        return no_content()
+
+    @router.route("POST", "/containers/{id}/stop")
+    def stop(req: Request) -> Response:
+        svc.stop(req.params["id"], req.int_arg("t"), req.str_arg("signal") or None)
+        return no_content()
+
+    @router.route("POST", "/containers/{id}/restart")
+    def restart(req: Request) -> Response:
+        svc.restart(req.params["id"], req.int_arg("t"), req.str_arg("signal") or None)
+        return no_content()
+
+    @router.route("POST", "/containers/{id}/kill")
+    def kill(req: Request) -> Response:
+        svc.kill(req.params["id"], req.str_arg("signal", "SIGKILL"))
+        return no_content()
+
+    @router.route("POST", "/containers/{id}/pause")
+    def pause(req: Request) -> Response:
+        svc.pause(req.params["id"])
+        return no_content()
+
+    @router.route("POST", "/containers/{id}/unpause")
+    def unpause(req: Request) -> Response:
+        svc.unpause(req.params["id"])
+        return no_content()
+
+    @router.route("POST", "/containers/{id}/rename")
+    def rename(req: Request) -> Response:
+        svc.rename(req.params["id"], req.str_arg("name"))
+        return no_content()
+
+    @router.route("POST", "/containers/{id}/update")
+    def update(req: Request) -> Response:
+        body = req.json(default={})
+        if not isinstance(body, dict):
+            raise InvalidArgument("invalid update body")
+        return json_response({"Warnings": svc.update(req.params["id"], body)})
+
+    @router.route("DELETE", "/containers/{id}")
+    def delete(req: Request) -> Response:
+        svc.remove(req.params["id"], force=req.bool_arg("force"), volumes=req.bool_arg("v"))
+        return no_content()
+
+    @router.route("POST", "/containers/{id}/wait")
+    def wait(req: Request) -> Response:
+        c = svc.get(req.params["id"])
+        condition = req.str_arg("condition")
+        if condition not in ("", "not-running", "next-exit", "removed"):
+            raise InvalidArgument(f'invalid condition: "{condition}"')
+
+        def body() -> Iterator[bytes]:
+            yield b""  # headers go out now; the CLI sends wait before start
+            code = svc.wait(c, condition)
+            err = {"Message": c.error} if c.error else None
+            yield json.dumps({"StatusCode": code, "Error": err}).encode() + b"\n"
+
+        return Response(200, body())
+
+    @router.route("POST", "/containers/prune")
+    def prune(req: Request) -> Response:
+        filters = req.filters()
+        deleted = []
+        for c in svc.all():
+            if c.status in (Status.EXITED, Status.CREATED, Status.DEAD) and _labels_match(
+                c, filters
+            ):
+                try:
+                    svc.remove(c.id, force=False, volumes=False)
+                    deleted.append(c.id)
+                except NotFound:
+                    continue
+        return json_response({"ContainersDeleted": deleted or None, "SpaceReclaimed": 0})
+
+
+def _explicit_status(filters: dict[str, list[str]]) -> bool:
+    return bool(filters.get("status")) or bool(filters.get("exited"))
+
+
+def _labels_match(c: Container, filters: dict[str, list[str]]) -> bool:
+    labels = c.config.get("Labels") or {}
+    for cond in filters.get("label", []):
+        key, sep, value = cond.partition("=")
+        if key not in labels or (sep and labels[key] != value):
+            return False
+    for cond in filters.get("label!", []):
+        key, sep, value = cond.partition("=")
+        if key in labels and (not sep or labels[key] == value):
+            return False
+    return True
+
+
+def _matches(c: Container, f: dict[str, list[str]], engine: Engine) -> bool:
+    """Docker's container list filters; values of one key OR together, keys AND."""
+    if not _labels_match(c, f):
+        return False
+    checks: dict[str, Any] = {
+        "id": lambda v: c.id.startswith(v),
+        "name": lambda v: _name_matches(c.name, v),
+        "status": lambda v: c.status.value == v,
+        "exited": lambda v: c.status is Status.EXITED and str(c.exit_code) == v,
+        "ancestor": lambda v: _ancestor(c, v, engine),
+        "network": lambda v: v in (c.network_settings.get("Networks") or {})
+        or v == (c.host_config.get("NetworkMode") or ""),
+        "volume": lambda v: any(
+            v in (m.get("Name"), m.get("Source"), m.get("Destination")) for m in c.mounts_info
+        ),
+        "health": lambda v: v == "none",
+        "is-task": lambda v: v in ("false", "0"),
+        "before": lambda v: _created(engine, v) > c.created_ns,
+        "since": lambda v: _created(engine, v) < c.created_ns,
+        "publish": lambda v: _publishes(c, v),
+        "expose": lambda v: _exposes(c, v),
+    }
+    for key, values in f.items():
+        if key in ("label", "label!"):
+            continue
+        test = checks.get(key)
+        if test is None:
+            raise InvalidArgument(f"invalid filter '{key}'")
+        if values and not any(test(v) for v in values):
+            return False
+    return True
+
+
+def _name_matches(name: str, pattern: str) -> bool:
+    import re
+
+    try:
+        return re.search(pattern.lstrip("/"), name) is not None
+    except re.error:
+        return pattern.lstrip("/") in name
+
+
+def _ancestor(c: Container, ref: str, engine: Engine) -> bool:
+    if c.image_ref == ref or c.image_id == ref or c.image_id.removeprefix("sha256:").startswith(
+        ref
+    ):
+        return True
+    try:
+        return bool(engine.images.get(ref).id == c.image_id)
+    except CoveError:
+        return False
+
+
+def _created(engine: Engine, ref: str) -> int:
+    return engine.containers.get(ref).created_ns
+
+
+def _publishes(c: Container, value: str) -> bool:
+    port, _, proto = value.partition("/")
+    for key, bindings in (c.network_settings.get("Ports") or {}).items():
+        if not key.endswith("/" + (proto or "tcp")):
+            continue
+        if any(str(b.get("HostPort")) == port for b in bindings or []):
+            return True
+    return False
+
+
+def _exposes(c: Container, value: str) -> bool:
+    port, _, proto = value.partition("/")
+    return f"{port}/{proto or 'tcp'}" in (c.config.get("ExposedPorts") or {})

@@ -1,0 +1,1 @@
+"""See runtime/__init__.py for what this package owns."""
