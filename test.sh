@@ -4,5 +4,5 @@ set -euo pipefail
 cd "$(dirname "$0")"
 packaging/deps.sh test
 .venv/bin/ruff check .
-.venv/bin/mypy runtime vmhost guestagent desktop tests
+.venv/bin/mypy runtime vmhost guestagent desktop tests bench
 exec .venv/bin/pytest -q -ra "$@"

@@ -7,8 +7,11 @@ extras="${1:-}"
 
 apt_packages=(python3 python3-venv python3-pip busybox-static iproute2 nftables iptables
               libseccomp2 procps util-linux kmod)
+pip_extras="$extras"
 if [ "$extras" = "test" ]; then
-  apt_packages+=(docker-registry skopeo apache2-utils curl)
+  apt_packages+=(docker-registry skopeo apache2-utils curl zstd
+                 libgl1 libegl1 libxkbcommon0 libfontconfig1 libdbus-1-3)
+  pip_extras="test,desktop"
 fi
 missing=()
 for p in "${apt_packages[@]}"; do
@@ -27,8 +30,8 @@ fi
 stamp=".venv/.cove-installed-${extras:-base}"
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/pip install -q --upgrade pip >/dev/null
-  if [ -n "$extras" ]; then
-    .venv/bin/pip install -q -e ".[$extras]"
+  if [ -n "$pip_extras" ]; then
+    .venv/bin/pip install -q -e ".[$pip_extras]"
   else
     .venv/bin/pip install -q -e .
   fi

@@ -7,6 +7,7 @@ import subprocess
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -41,3 +42,31 @@ def busybox_rootfs(busybox_tar: Path, tmp_path_factory: pytest.TempPathFactory) 
     with tarfile.open(busybox_tar) as tar:
         tar.extractall(root, filter="fully_trusted")
     yield root
+
+
+@pytest.fixture(scope="session")
+def engine(tmp_path_factory: pytest.TempPathFactory, busybox_tar: Path) -> Iterator[Any]:
+    """One real engine for the session, with busybox:latest imported."""
+    from tests.harness import EngineProcess
+
+    if not is_root():
+        pytest.skip("the engine needs root")
+    proc = EngineProcess(tmp_path_factory.mktemp("engine"))
+    try:
+        proc.start()
+        proc.import_image(busybox_tar, "busybox")
+        yield proc
+    finally:
+        proc.cleanup()
+
+
+@pytest.fixture()
+def docker(engine: Any) -> Iterator[Any]:
+    """docker-py against the session engine (a real, unmodified Docker client)."""
+    import docker as docker_py
+
+    client = docker_py.DockerClient(base_url=engine.url, timeout=60)
+    try:
+        yield client
+    finally:
+        client.close()

@@ -55,6 +55,7 @@ class ContainerService:
         self._names: dict[str, str] = {}
         self.dir.mkdir(parents=True, exist_ok=True)
         images.in_use = self.users_of_image
+        images.is_running = self._is_running
 
     # ---- lookup ----
     def get(self, ref: str) -> Container:
@@ -76,6 +77,10 @@ class ContainerService:
     def all(self) -> list[Container]:
         with self._lock:
             return sorted(self._by_id.values(), key=lambda c: c.created_ns, reverse=True)
+
+    def _is_running(self, container_id: str) -> bool:
+        c = self._by_id.get(container_id)
+        return c is not None and c.running
 
     def users_of_image(self, image_id: str) -> list[str]:
         with self._lock:
@@ -115,6 +120,7 @@ class ContainerService:
                 shutil.rmtree(directory, ignore_errors=True)
                 raise
             self._by_id[cid] = c
+            self._register_name(c)
         self._event(c, "create")
         return c
 
@@ -152,7 +158,13 @@ class ContainerService:
         with c.lock:
             check(Op.START, c.status, ref)
             c.manually_stopped = False
-            self._start_locked(c)
+            try:
+                self._start_locked(c)
+            except CoveError:
+                if c.host_config.get("AutoRemove"):
+                    # moby removes an auto-remove container whose start failed
+                    threading.Thread(target=self._auto_remove, args=(c,), daemon=True).start()
+                raise
         self._event(c, "start")
 
     def _start_locked(self, c: Container) -> None:
@@ -165,9 +177,12 @@ class ContainerService:
                 c.id, config=c.config, host_config=c.host_config,
                 image_config=image_config, volumes_from=self._volumes_from,
             )
+            exposed = {**(image_config.get("ExposedPorts") or {}),
+                       **(c.config.get("ExposedPorts") or {})}
             net = self.networks.setup(
                 c.id, name=c.name, hostname=c.config.get("Hostname") or c.id[:12],
-                domainname=c.config.get("Domainname") or "", config=c.config,
+                domainname=c.config.get("Domainname") or "",
+                config={**c.config, "ExposedPorts": exposed},
                 host_config=c.host_config, networking_config=c.networking_config,
                 resolve_container=self._resolve_for_network,
             )
@@ -419,6 +434,7 @@ class ContainerService:
         self.runtime.delete(c.id)
         with contextlib.suppress(CoveError):
             self.networks.teardown(c.id)
+        self.networks.forget(c.id)
         self.volumes.release(c.id, remove_anonymous=volumes)
         self.images.remove_rootfs(c.id)
         shutil.rmtree(c.directory, ignore_errors=True)

@@ -16,7 +16,6 @@ from runtime.engine.containers import ContainerService
 from runtime.engine.events import EventBus
 from runtime.engine.records import Container
 from runtime.engine.router import Router
-from runtime.engine.state import Status
 from runtime.layout import EngineLayout
 
 if TYPE_CHECKING:
@@ -96,11 +95,14 @@ class Engine:
         log.info("engine restored: %d running containers adopted", len(live))
 
     def attach(self, c: Container, *, stdin: bool, stdout: bool, stderr: bool) -> socket.socket:
-        """A socket to the container's stdio; for a created container, once it has started."""
-        with c.lock:
-            if c.status is Status.CREATED:
-                c.changed.wait_for(lambda: c.status is not Status.CREATED or c.removed)
-        return self.runtime.attach(c.id, stdin=stdin, stdout=stdout, stderr=stderr)
+        """A socket to the container's stdio; before start it is held for the next start.
+
+        Docker clients attach before they start (``docker run``), and the runtime
+        hands the held socket to the container's monitor so no early output is lost.
+        """
+        sock: socket.socket = self.runtime.attach(c.id, stdin=stdin, stdout=stdout,
+                                                  stderr=stderr)
+        return sock
 
     def shutdown(self) -> None:
         """Stop serving; containers keep running (adopted by the next engine)."""

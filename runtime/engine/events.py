@@ -49,7 +49,7 @@ class EventBus:
         self._history: collections.deque[tuple[int, Event]] = collections.deque(maxlen=HISTORY)
         self._seq = 0
 
-    def publish(self, type: str, action: str, actor_id: str, **attributes: str) -> Event:
+    def publish(self, type: str, action: str, actor_id: str, /, **attributes: str) -> Event:
         event = Event(type, action, actor_id, dict(attributes), time.time_ns())
         with self._cond:
             self._seq += 1

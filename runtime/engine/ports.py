@@ -15,16 +15,23 @@ from runtime.spec import ContainerSpec, Mount, ProcessSpec, Resources
 
 
 class ExitInfo(Protocol):
-    code: int
-    oom_killed: bool
-    finished_at_ns: int
-    error: str
+    @property
+    def code(self) -> int: ...
+    @property
+    def oom_killed(self) -> bool: ...
+    @property
+    def finished_at_ns(self) -> int: ...
+    @property
+    def error(self) -> str: ...
 
 
 class StatusInfo(Protocol):
-    running: bool
-    paused: bool
-    pid: int
+    @property
+    def running(self) -> bool: ...
+    @property
+    def paused(self) -> bool: ...
+    @property
+    def pid(self) -> int: ...
 
     @property
     def exit(self) -> ExitInfo | None: ...
@@ -61,6 +68,7 @@ class ImageInfo(Protocol):
 
 class Images(Protocol):
     in_use: Callable[[str], list[str]]
+    is_running: Callable[[str], bool]
 
     def get(self, ref_or_id: str) -> Any: ...
     def prepare_rootfs(self, container_id: str, image: Any) -> tuple[Mount, ...]: ...
@@ -68,10 +76,14 @@ class Images(Protocol):
 
 
 class NetworkSetup(Protocol):
-    netns_path: str | None
-    create_netns: bool
-    mounts: tuple[Mount, ...]
-    settings: dict[str, Any]
+    @property
+    def netns_path(self) -> str | None: ...
+    @property
+    def create_netns(self) -> bool: ...
+    @property
+    def mounts(self) -> tuple[Mount, ...]: ...
+    @property
+    def settings(self) -> dict[str, Any]: ...
 
 
 class Networks(Protocol):
@@ -88,6 +100,7 @@ class Networks(Protocol):
         resolve_container: Callable[[str], tuple[str, int]],
     ) -> NetworkSetup: ...
     def teardown(self, container_id: str) -> None: ...
+    def forget(self, container_id: str) -> None: ...
     def settings(self, container_id: str) -> dict[str, Any]: ...
 
 

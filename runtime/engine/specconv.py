@@ -11,6 +11,7 @@ import signal
 from typing import Any
 
 from runtime.api.errors import InvalidArgument
+from runtime.api.units import ram_in_bytes
 from runtime.spec import (
     DEFAULT_CAPABILITIES,
     DEFAULT_MASKED_PATHS,
@@ -36,22 +37,12 @@ ALL_CAPABILITIES: tuple[str, ...] = (
     "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
 )  # fmt: skip
 
-_SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
-
-
 def parse_size(text: str) -> int:
     """Docker's RAMInBytes: ``10m``, ``1g``, ``512k``, ``100``."""
-    t = text.strip().lower().removesuffix("b") if text.strip().lower()[-2:] in (
-        "kb", "mb", "gb", "tb") else text.strip().lower()
-    num = t.rstrip("kmgtb")
-    unit = t[len(num):]
     try:
-        value = float(num)
+        return ram_in_bytes(text)
     except ValueError:
         raise InvalidArgument(f"invalid size: '{text}'") from None
-    if unit not in _SIZE_UNITS or value < 0:
-        raise InvalidArgument(f"invalid size: '{text}'")
-    return int(value * _SIZE_UNITS[unit])
 
 
 def normalize_capability(name: str) -> str:
@@ -155,6 +146,8 @@ def resources(host_config: dict[str, Any]) -> Resources:
         raise InvalidArgument(
             "Minimum memoryswap limit should be larger than memory limit, see usage"
         )
+    if memory is not None and swap is None:
+        swap = memory * 2  # Docker's default: as much swap as memory
     pids = host_config.get("PidsLimit") or None
     if pids is not None and pids <= 0:
         pids = None

@@ -1,0 +1,138 @@
+"""Engine-core benchmarks (issue 2), cove side by side with dockerd and podman.
+
+- ``run --rm --network none busybox true`` wall time (target: cove <= 0.5 x docker)
+- ``exec C true`` (target: ≤ docker)
+- the real ``docker ps -a`` CLI against each engine with 50 containers (target: ≤ dockerd)
+- memory: engine + per-container helpers with 10 running ``sleep`` containers, PSS
+  (target: <= 0.5 x dockerd + containerd + 10 shims) and the PSS each further container adds
+
+Usage: ``.venv/bin/python bench/engine_bench.py [--runs 15]`` as root.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import time
+
+from bench.common import (
+    COVE,
+    DOCKER_CLI,
+    busybox_tarball,
+    cove_engine,
+    dockerd,
+    median_seconds,
+    pids_by_name,
+    pss_kib,
+    report,
+    rss_kib,
+)
+
+
+def _run(argv: list[str]) -> str:
+    return subprocess.run(argv, check=True, capture_output=True, text=True).stdout.strip()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=15)
+    args = ap.parse_args()
+    tar = busybox_tarball()
+    with cove_engine(tar) as cove, dockerd(tar) as dk:
+        cove_cli = [COVE, "-H", cove.url]
+        docker_cli = [DOCKER_CLI, "-H", dk.host] if dk else None
+        rows: list[tuple[str, float, float | None]] = []
+
+        run = ["run", "--rm", "--network", "none", "busybox", "true"]
+        c_run = median_seconds([*cove_cli, *run], args.runs)
+        d_run = median_seconds([*docker_cli, *run], args.runs) if docker_cli else None
+        rows.append(("run --rm --network none busybox true", c_run, d_run))
+        if shutil.which("podman"):
+            p_run = median_seconds(["podman", *run], args.runs)
+            print(f"podman run --rm: {p_run:.3f} s (cove/podman {c_run / p_run:.2f})")
+
+        cid = _run([*cove_cli, "run", "-d", "--network", "none", "busybox", "sleep", "600"])
+        c_exec = median_seconds([*cove_cli, "exec", cid, "true"], args.runs)
+        d_exec = None
+        if docker_cli:
+            did = _run([*docker_cli, "run", "-d", "--network", "none", "busybox", "sleep", "600"])
+            d_exec = median_seconds([*docker_cli, "exec", did, "true"], args.runs)
+        rows.append(("exec C true", c_exec, d_exec))
+
+        for i in range(49):
+            _run([*cove_cli, "create", "--network", "none", "--name", f"ps{i}", "busybox",
+                  "true"])
+            if docker_cli:
+                _run([*docker_cli, "create", "--network", "none", "--name", f"ps{i}",
+                      "busybox", "true"])
+        c_ps = median_seconds([DOCKER_CLI, "-H", cove.url, "ps", "-a"], args.runs)
+        d_ps = median_seconds([*docker_cli, "ps", "-a"], args.runs) if docker_cli else None
+        rows.append(("docker ps -a, 50 containers", c_ps, d_ps))
+        report(f"Engine core: wall time (median of {args.runs})", rows, "s")
+        memory(cove, cove_cli, docker_cli)
+
+
+def _cove_pids(cove_pid: int, runtime_dir: str) -> list[int]:
+    """The engine plus every helper it keeps per container (monitors), not the containers."""
+    pids = [cove_pid]
+    for pid in pids_by_name("python3", "python", "cove-monitor"):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = f.read()
+        except OSError:
+            continue
+        if pid != cove_pid and (runtime_dir.encode() in cmd or b"runtime.engine" in cmd):
+            pids.append(pid)
+    return pids
+
+
+def memory(cove: object, cove_cli: list[str], docker_cli: list[str] | None) -> None:
+    from tests.harness import EngineProcess
+
+    assert isinstance(cove, EngineProcess) and cove.proc is not None
+    engine_pid = cove.proc.pid
+    for _ in range(9):  # one is already running from the exec benchmark
+        _run([*cove_cli, "run", "-d", "--network", "none", "busybox", "sleep", "600"])
+    time.sleep(1)
+    helpers = sorted({engine_pid, *_monitor_pids(cove)})
+    c_pss, c_rss = pss_kib(helpers), rss_kib(helpers)
+    for _ in range(10):
+        _run([*cove_cli, "run", "-d", "--network", "none", "busybox", "sleep", "600"])
+    time.sleep(1)
+    per_container = (pss_kib(sorted({engine_pid, *_monitor_pids(cove)})) - c_pss) / 10
+    d_pss = d_rss = None
+    if docker_cli:
+        for _ in range(9):
+            _run([*docker_cli, "run", "-d", "--network", "none", "busybox", "sleep", "600"])
+        time.sleep(1)
+        dpids = pids_by_name("dockerd", "containerd", "containerd-shim-runc-v2",
+                             "containerd-shim")
+        d_pss, d_rss = pss_kib(dpids), rss_kib(dpids)
+    print("\n## Memory with 10 running sleep containers (engine + per-container helpers)")
+    print(f"cove: {c_pss / 1024:.1f} MiB PSS, {c_rss / 1024:.1f} MiB RSS "
+          f"({len(helpers)} processes)")
+    if d_pss is not None and d_rss is not None:
+        print(f"docker: {d_pss / 1024:.1f} MiB PSS, {d_rss / 1024:.1f} MiB RSS")
+        print(f"ratio cove/docker PSS: {c_pss / d_pss:.2f}")
+    print(f"each further cove container adds {per_container / 1024:.2f} MiB PSS")
+
+
+def _monitor_pids(cove: object) -> list[int]:
+    """Monitor processes: children of init whose cgroup/cmdline tie them to this engine."""
+    from pathlib import Path
+
+    from tests.harness import EngineProcess
+
+    assert isinstance(cove, EngineProcess)
+    out = []
+    for pidfile in Path(cove.exec_root, "runtime").glob("*/monitor.pid"):
+        try:
+            out.append(int(pidfile.read_text().split()[0]))
+        except (OSError, ValueError, IndexError):
+            continue
+    return out
+
+
+if __name__ == "__main__":
+    main()

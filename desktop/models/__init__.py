@@ -1,0 +1,1 @@
+"""Table models: Docker JSON rows keyed by id, updated incrementally."""

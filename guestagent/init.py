@@ -1,0 +1,246 @@
+"""PID 1 of the Cove guest: mount, configure, start sshd and the engine, reap, power off.
+
+Under TCG, systemd + udev cost about 15 s of boot; this init does the few things the guest
+needs in well under a second of Python. Order matters for time to SSH:
+
+1. kernel filesystems (proc, sys, dev, run, cgroup2)
+2. the seed disk (keys, hostname, clock), then the network (static slirp address)
+3. sshd (the host's readiness check), then the data disk on /var/lib/cove, then the engine
+4. reap every child forever; SIGTERM/SIGINT/SIGPWR mean power off cleanly
+
+The data disk is formatted on first boot only (ext4 label ``cove-data``), so engine data
+survives VM re-creation and root image upgrades: the root disk is a throwaway overlay.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+from guestagent import seed as seedmod
+from guestagent.clock import set_wall_clock
+from guestagent.protocol import ENGINE_SOCKET
+from guestagent.supervise import Service
+
+log = logging.getLogger("cove-init")
+T = TypeVar("T")
+
+DATA_DIR = "/var/lib/cove"
+SSH_DIR = "/run/cove/ssh"
+GUEST_CONFIG = "/etc/cove/guest.json"  # written at image build: default engine argv
+ENGINE_LOG = "/run/cove/engine.log"
+DEFAULT_ENGINE_ARGV = (
+    "/usr/local/bin/cove", "engine", "run", "--host", f"unix://{ENGINE_SOCKET}",
+    "--data-root", DATA_DIR,
+)  # fmt: skip
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGPWR}
+RB_POWER_OFF = 0x4321FEDC
+RB_DISABLE_CAD = 0
+
+
+_LIBC: ctypes.CDLL | None = None
+
+
+def _libc() -> ctypes.CDLL:
+    global _LIBC
+    if _LIBC is None:
+        _LIBC = ctypes.CDLL(None, use_errno=True)
+    return _LIBC
+
+
+def _mount(source: str, target: str, fstype: str, options: str = "") -> None:
+    """mount(2) via libc: bookworm's `mount` binary is not essential, and a fork costs time."""
+    flags = {"nosuid": 2, "nodev": 4, "noexec": 8, "noatime": 1024}
+    mflags = 0
+    data = []
+    for opt in filter(None, options.split(",")):
+        if opt in flags:
+            mflags |= flags[opt]
+        else:
+            data.append(opt)
+    Path(target).mkdir(parents=True, exist_ok=True)
+    if os.path.ismount(target) and fstype != "ext4":
+        return  # the initramfs already moved /sys, /proc and /dev here
+    rc = _libc().mount(source.encode(), target.encode(), fstype.encode(), ctypes.c_ulong(mflags),
+                       ",".join(data).encode() or None)  # fmt: skip
+    if rc != 0:
+        err = ctypes.get_errno()
+        log.warning("mount %s on %s: %s", fstype, target, os.strerror(err))
+
+
+def mount_kernel_filesystems() -> None:
+    _mount("proc", "/proc", "proc", "nosuid,nodev,noexec")
+    _mount("sysfs", "/sys", "sysfs", "nosuid,nodev,noexec")
+    _mount("devtmpfs", "/dev", "devtmpfs", "mode=0755,nosuid")
+    _mount("devpts", "/dev/pts", "devpts", "gid=5,mode=620,ptmxmode=666")
+    _mount("tmpfs", "/dev/shm", "tmpfs", "nosuid,nodev")
+    _mount("tmpfs", "/run", "tmpfs", "mode=0755,nosuid,nodev")
+    _mount("tmpfs", "/tmp", "tmpfs", "mode=1777,nosuid,nodev")
+    _mount("cgroup2", "/sys/fs/cgroup", "cgroup2", "nsdelegate")
+    for name in ("/run/sshd", SSH_DIR, "/run/cove", "/run/lock"):
+        Path(name).mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        os.symlink("/proc/self/fd", "/dev/fd")
+
+
+def block_device(serial: str) -> str | None:
+    """/dev/vdX whose virtio serial is *serial* (disk order is not stable across backends)."""
+    for dev in sorted(Path("/sys/block").glob("vd*")):
+        with contextlib.suppress(OSError):
+            if (dev / "serial").read_text().strip() == serial:
+                return f"/dev/{dev.name}"
+    return None
+
+
+def apply_seed() -> seedmod.SeedConfig:
+    dev = block_device(seedmod.SERIAL_SEED)
+    if dev is None:
+        log.warning("no seed disk: booting without keys")
+        return seedmod.SeedConfig()
+    config, files = seedmod.read_seed(dev)
+    for name, data in files.items():
+        path = Path(SSH_DIR) / name
+        path.write_bytes(data)
+        path.chmod(0o600 if name in seedmod.SECRET_MEMBERS else 0o644)
+    if config.host_time and abs(time.time() - config.host_time) > 5:
+        set_wall_clock(config.host_time)
+    with contextlib.suppress(OSError):
+        Path("/proc/sys/kernel/hostname").write_text(config.hostname)
+    return config
+
+
+def _nic() -> str:
+    """The first non-loopback interface (eth0 with net.ifnames=0; udev may rename it)."""
+    names = sorted(p.name for p in Path("/sys/class/net").iterdir() if p.name != "lo")
+    return names[0] if names else "eth0"
+
+
+def configure_network(config: seedmod.SeedConfig) -> None:
+    nic = _nic()
+    cmds = [
+        ["ip", "link", "set", "lo", "up"],
+        ["ip", "addr", "add", config.address, "dev", nic],
+        ["ip", "link", "set", nic, "up"],
+        ["ip", "route", "add", "default", "via", config.gateway],
+    ]
+    for argv in cmds:
+        subprocess.run(argv, check=False)
+
+
+def _has_filesystem(dev: str) -> bool:
+    with open(dev, "rb") as f:
+        f.seek(1080)  # ext2/3/4 superblock magic
+        return f.read(2) == b"\x53\xef"
+
+
+def mount_data_disk() -> None:
+    dev = block_device(seedmod.SERIAL_DATA)
+    if dev is None:
+        log.warning("no data disk: engine data lives on the throwaway root disk")
+        return
+    if not _has_filesystem(dev):
+        log.info("formatting data disk %s", dev)
+        subprocess.run(["mkfs.ext4", "-q", "-L", "cove-data", "-E", "nodiscard", dev], check=True)
+    _mount(dev, DATA_DIR, "ext4", "noatime")
+
+
+def mount_shares(config: seedmod.SeedConfig) -> None:
+    for share in config.shares:
+        subprocess.run(["modprobe", "virtiofs"], check=False)
+        _mount(share.tag, share.mountpoint, "virtiofs")
+
+
+def engine_argv(config: seedmod.SeedConfig) -> tuple[str, ...]:
+    if config.engine_argv:
+        return config.engine_argv
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+        return tuple(json.loads(Path(GUEST_CONFIG).read_text())["engine_argv"])
+    return DEFAULT_ENGINE_ARGV
+
+
+def _libc_reboot(cmd: int) -> None:
+    _libc().reboot(ctypes.c_int(cmd))
+
+
+def shutdown(services: list[Service]) -> None:
+    """Stop services, unmount the data disk, power off (never returns)."""
+    log.info("powering off")
+    for svc in reversed(services):
+        svc.stop(signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    while any(s.pid for s in services) and time.monotonic() < deadline:
+        reap(services)
+        time.sleep(0.1)
+    os.kill(-1, signal.SIGKILL)
+    os.sync()
+    _libc().umount2(DATA_DIR.encode(), ctypes.c_int(2))  # MNT_DETACH
+    os.sync()
+    _libc_reboot(RB_POWER_OFF)
+    sys.exit(0)
+
+
+def reap(services: list[Service]) -> None:
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        for svc in services:
+            if svc.pid == pid:
+                svc.exited(os.waitstatus_to_exitcode(status))
+
+
+def _step(fn: Callable[[], T], fallback: T) -> T:
+    """Run one boot step; PID 1 must outlive any failure (a dead init panics the kernel)."""
+    try:
+        return fn()
+    except Exception:
+        log.exception("boot step %s failed", getattr(fn, "__name__", fn))
+        return fallback
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="cove-init: %(message)s", stream=sys.stderr)
+    signal.pthread_sigmask(signal.SIG_BLOCK, {*STOP_SIGNALS, signal.SIGCHLD})
+    os.environ.setdefault("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+    os.environ.setdefault("HOME", "/root")
+    t0 = time.monotonic()
+    mount_kernel_filesystems()
+    with contextlib.suppress(OSError):
+        _libc_reboot(RB_DISABLE_CAD)  # Ctrl-Alt-Del becomes SIGINT to us
+    config = _step(apply_seed, seedmod.SeedConfig())
+    _step(lambda: configure_network(config), None)
+    sshd = Service("sshd", ("/usr/sbin/sshd", "-D", "-e"))
+    sshd.start()
+    log.info("sshd up after %.2fs", time.monotonic() - t0)
+    _step(mount_data_disk, None)
+    engine = Service("engine", engine_argv(config), log_path=ENGINE_LOG)
+    _step(engine.start, None)
+    log.info("engine started after %.2fs", time.monotonic() - t0)
+    _step(lambda: mount_shares(config), None)
+    services = [sshd, engine]
+    while True:
+        info = signal.sigtimedwait({*STOP_SIGNALS, signal.SIGCHLD}, 1.0)
+        if info is not None and info.si_signo in STOP_SIGNALS:
+            shutdown(services)
+        reap(services)
+        now = time.monotonic()
+        for svc in services:
+            if svc.due(now):
+                _step(svc.start, None)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,120 @@
+"""How the client reaches the engine: one small seam (httpx's ``BaseTransport`` idea).
+
+A :class:`Transport` hands out connected stream sockets that speak HTTP/1.1 to
+the engine. The client never cares whether the far end is a Unix socket, a TCP
+port or (later, from vmhost) an SSH channel wrapped in a socket.
+
+Endpoints are URLs: ``unix:///run/cove/engine.sock`` or ``tcp://host:port``.
+Which one is used: the ``-H/--host`` flag, else ``$COVE_HOST``, else
+:data:`DEFAULT_HOST`. ``DOCKER_HOST`` is deliberately ignored: a user pointing
+docker at Cove must not accidentally point cove at a real dockerd.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from typing import Protocol
+from urllib.parse import urlsplit
+
+from runtime.api.errors import InvalidArgument
+
+# Mirrors runtime.layout.DEFAULT_SOCKET (runtime.api may not import runtime.layout;
+# tests/cli/test_transport.py checks the two agree).
+DEFAULT_SOCKET_PATH = "/run/cove/engine.sock"
+DEFAULT_HOST = "unix://" + DEFAULT_SOCKET_PATH
+HOST_ENV = "COVE_HOST"
+
+
+class EngineUnreachable(ConnectionError):
+    """The transport could not connect at all (socket missing, refused, ...)."""
+
+    def __init__(self, endpoint: str, reason: str) -> None:
+        super().__init__(f"{endpoint}: {reason}")
+        self.endpoint = endpoint
+        self.reason = reason
+
+
+class Transport(Protocol):
+    """Hands out fresh connections to the engine.
+
+    ``connect`` blocks until connected (at most ``timeout`` seconds), is safe to
+    call from any thread and raises :class:`EngineUnreachable` when nothing
+    listens. Each call returns a new socket the caller owns and must close.
+    """
+
+    @property
+    def endpoint(self) -> str:
+        """The URL this transport connects to, for messages."""
+        ...
+
+    def connect(self) -> socket.socket: ...
+
+
+class UnixSocketTransport:
+    __slots__ = ("path", "timeout")
+
+    def __init__(self, path: str, timeout: float | None = None) -> None:
+        self.path, self.timeout = path, timeout
+
+    def __repr__(self) -> str:
+        return f"UnixSocketTransport({self.path!r})"
+
+    @property
+    def endpoint(self) -> str:
+        return "unix://" + self.path
+
+    def connect(self) -> socket.socket:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(self.path)
+        except OSError as e:
+            sock.close()
+            raise EngineUnreachable(self.endpoint, e.strerror or str(e)) from e
+        return sock
+
+
+class TcpTransport:
+    __slots__ = ("host", "port", "timeout")
+
+    def __init__(self, host: str, port: int, timeout: float | None = None) -> None:
+        self.host, self.port, self.timeout = host, port, timeout
+
+    def __repr__(self) -> str:
+        return f"TcpTransport({self.host!r}, {self.port})"
+
+    @property
+    def endpoint(self) -> str:
+        return f"tcp://{self.host}:{self.port}"
+
+    def connect(self) -> socket.socket:
+        try:
+            sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
+        except OSError as e:
+            raise EngineUnreachable(self.endpoint, e.strerror or str(e)) from e
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.settimeout(self.timeout)
+        return sock
+
+
+def resolve_host(flag: str | None = None) -> str:
+    """The endpoint URL to use: the flag, else $COVE_HOST, else the default socket."""
+    return flag or os.environ.get(HOST_ENV) or DEFAULT_HOST
+
+
+def transport_for(url: str, timeout: float | None = None) -> Transport:
+    """Parse an endpoint URL into a transport (raises InvalidArgument on a bad URL)."""
+    if url.startswith("/"):  # a bare socket path, as a convenience
+        return UnixSocketTransport(url, timeout)
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        path = parts.netloc + parts.path  # unix://relative/x.sock keeps its netloc part
+        if not path:
+            raise InvalidArgument(f"invalid host {url!r}: empty socket path")
+        return UnixSocketTransport(path, timeout)
+    if parts.scheme in ("tcp", "http"):
+        if not parts.hostname:
+            raise InvalidArgument(f"invalid host {url!r}: missing host name")
+        return TcpTransport(parts.hostname, parts.port or 2375, timeout)
+    raise InvalidArgument(f"invalid host {url!r}: use unix:///path or tcp://host:port")

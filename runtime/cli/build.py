@@ -1,0 +1,170 @@
+"""``cove build``: the classic builder's wire protocol (POST /build with a tar context).
+
+This module only packs the context and renders the JSON-lines output; the
+build itself is the engine's. Context sources: a directory (tarred here,
+honouring .dockerignore), a tarball path, or ``-`` (a tar, or a bare Dockerfile).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import sys
+import tarfile
+import uuid
+from pathlib import Path
+from typing import IO, Any, TextIO
+
+from runtime.cli.base import Cli, CliError
+
+
+def configure(verb: str, p: argparse.ArgumentParser) -> None:
+    a = p.add_argument
+    a(
+        "-t",
+        "--tag",
+        action="append",
+        default=[],
+        help="Name and optionally a tag (format: name:tag)",
+    )
+    a("-f", "--file", help="Name of the Dockerfile (default: PATH/Dockerfile)")
+    a("--build-arg", action="append", default=[], help="Set build-time variables")
+    a("--target", help="Set the target build stage to build")
+    a("--no-cache", action="store_true", help="Do not use cache when building the image")
+    a("--pull", action="store_true", help="Always attempt to pull a newer version of the image")
+    a(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="Suppress the build output and print image ID on success",
+    )
+    a("--label", action="append", default=[], help="Set metadata for an image")
+    a("--network", help="Set the networking mode for the RUN instructions during build")
+    a("--platform", help="Set platform if server is multi-platform capable")
+    a("--progress", default="auto", help="Set type of progress output (auto, plain, tty)")
+    a("--rm", default="true", help="Remove intermediate containers after a successful build")
+    a("--force-rm", action="store_true", help="Always remove intermediate containers")
+    a("context", metavar="PATH | URL | -")
+    p.set_defaults(func=cmd_build)
+
+
+# --- the context tar -------------------------------------------------------------------
+
+
+def tar_context(
+    context: str, dockerfile: bytes | None = None, dockerfile_name: str = ""
+) -> IO[bytes]:
+    """The context directory as a streamed tar, .dockerignore applied (moby's matcher).
+
+    Like docker, the Dockerfile and .dockerignore are always sent, ignored or not;
+    a Dockerfile given separately (stdin, outside the context) is added under
+    ``dockerfile_name``.
+    """
+    from runtime.api.dockerignore import Matcher, read_file
+    from runtime.cli.cp import tar_pipe
+
+    root = Path(context)
+    matcher = Matcher(read_file(root / ".dockerignore"))
+
+    def write(tar: tarfile.TarFile) -> None:
+        paths = list(matcher.walk(root))
+        for keep in (".dockerignore", dockerfile_name or "Dockerfile"):
+            if keep not in paths and (root / keep).is_file():
+                paths.append(keep)
+        for rel in paths:
+            tar.add(str(root / rel), arcname=rel, recursive=False, filter=_anonymous)
+        if dockerfile is not None:
+            info = tarfile.TarInfo(dockerfile_name)
+            info.size = len(dockerfile)
+            tar.addfile(info, io.BytesIO(dockerfile))
+
+    return tar_pipe(write)
+
+
+def _anonymous(info: tarfile.TarInfo) -> tarfile.TarInfo:
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    return info
+
+
+def _context(args: argparse.Namespace) -> tuple[IO[bytes], str]:
+    """(tar stream, dockerfile path inside it)."""
+    if "://" in args.context:
+        raise CliError("building from a URL is not supported; clone or download it first")
+    if args.context == "-":
+        data = sys.stdin.buffer.read()
+        if _is_tar(data):
+            return io.BytesIO(data), args.file or "Dockerfile"
+        name = f".dockerfile.{uuid.uuid4().hex[:20]}"  # stdin held a Dockerfile, no context
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tar:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        buf.seek(0)
+        return buf, name
+    if os.path.isfile(args.context):
+        return open(args.context, "rb"), args.file or "Dockerfile"
+    if not os.path.isdir(args.context):
+        raise CliError(f'unable to prepare context: path "{args.context}" not found')
+    return _dir_context(args)
+
+
+def _dir_context(args: argparse.Namespace) -> tuple[IO[bytes], str]:
+    ctx = args.context
+    if args.file == "-":
+        name = f".dockerfile.{uuid.uuid4().hex[:20]}"
+        return tar_context(ctx, sys.stdin.buffer.read(), name), name
+    path = args.file or os.path.join(ctx, "Dockerfile")
+    if not os.path.isfile(path):
+        raise CliError(
+            f"unable to prepare context: unable to evaluate symlinks in Dockerfile path: "
+            f"lstat {os.path.abspath(path)}: no such file or directory"
+        )
+    rel = os.path.relpath(os.path.abspath(path), os.path.abspath(ctx)).replace(os.sep, "/")
+    if rel.startswith("../"):  # outside the context: ship it under a private name
+        name = f".dockerfile.{uuid.uuid4().hex[:20]}"
+        with open(path, "rb") as f:
+            return tar_context(ctx, f.read(), name), name
+    return tar_context(ctx, dockerfile_name=rel), rel
+
+
+def _is_tar(data: bytes) -> bool:
+    return (len(data) > 262 and data[257:262] == b"ustar") or data[:2] == b"\x1f\x8b"
+
+
+def cmd_build(cli: Cli, args: argparse.Namespace) -> int:
+    from runtime.cli.auth import load_config
+    from runtime.cli.opts import parse_kv
+    from runtime.cli.progress import display
+
+    context, dockerfile = _context(args)
+    params: dict[str, Any] = {
+        "t": args.tag or None,
+        "dockerfile": dockerfile,
+        "target": args.target,
+        "buildargs": parse_kv(args.build_arg, "build-arg") or None,
+        "labels": parse_kv(args.label) or None,
+        "nocache": args.no_cache or None,
+        "pull": args.pull or None,
+        "q": args.quiet or None,
+        "networkmode": args.network,
+        "platform": args.platform,
+        "rm": str(args.rm).lower() != "false",
+        "forcerm": args.force_rm or None,
+        "version": "1",
+    }
+    image_id: list[str] = []
+    auths = load_config().get("auths") or {}
+    stream = cli.client.build(
+        context, {k: v for k, v in params.items() if v is not None}, registry_config=auths
+    )
+    out: TextIO = io.StringIO() if args.quiet else cli.out
+    try:
+        display(stream, out, False, on_aux=lambda aux: image_id.append(str(aux.get("ID", ""))))
+    finally:
+        context.close()
+    if args.quiet:  # -q: the engine streams just the ID; older ones only send it in aux
+        cli.print(image_id[-1] if image_id else out.getvalue().strip())  # type: ignore[attr-defined]
+    return 0

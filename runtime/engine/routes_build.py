@@ -1,0 +1,106 @@
+"""``POST /build`` (docker's classic builder) and ``POST /build/prune``.
+
+The context tar is unpacked into a private directory under the data root
+while it is read (never held in memory), before the streamed response starts:
+the HTTP layer drains what a handler left of the body before answering.
+A Dockerfile that does not parse is a plain 400, as in moby (nothing has been
+written yet); everything after that is reported in band.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+from runtime.api import reference
+from runtime.api.errors import InvalidArgument
+from runtime.build.builder import Builder, Options
+from runtime.build.cache import BuildCache
+from runtime.build.context import prepare
+from runtime.build.instructions import parse_dockerfile
+from runtime.engine.engine import Engine
+from runtime.engine.http import Request, Response, json_lines, json_response
+from runtime.engine.router import Router
+
+_caches: dict[int, BuildCache] = {}
+
+
+def _cache(engine: Engine) -> BuildCache:
+    cache = _caches.get(id(engine))
+    if cache is None:
+        cache = BuildCache(engine.layout.data_root / "build" / "cache.json", engine.images)
+        _caches[id(engine)] = cache
+    return cache
+
+
+def _json_arg(req: Request, name: str, default: Any) -> Any:
+    raw = req.str_arg(name)
+    if not raw:
+        return default
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        raise InvalidArgument(f"invalid {name} value: {raw}") from None
+
+
+def options(req: Request) -> Options:
+    tags = tuple(t for t in req.query.get("t", []) if t)
+    for tag in tags:
+        reference.parse(tag)  # "invalid reference format" before reading the context
+    build_args = _json_arg(req, "buildargs", {}) or {}
+    labels = _json_arg(req, "labels", {}) or {}
+    cache_from = _json_arg(req, "cachefrom", []) or []
+    if not isinstance(build_args, dict) or not isinstance(labels, dict) or not isinstance(
+            cache_from, list):
+        raise InvalidArgument("buildargs and labels must be JSON objects, cachefrom a list")
+    network = req.str_arg("networkmode")
+    return Options(
+        tags=tags,
+        dockerfile=req.str_arg("dockerfile", "Dockerfile") or "Dockerfile",
+        build_args={str(k): (None if v is None else str(v)) for k, v in build_args.items()},
+        target=req.str_arg("target"),
+        nocache=req.bool_arg("nocache"),
+        pull=req.bool_arg("pull"),
+        quiet=req.bool_arg("q"),
+        labels={str(k): str(v) for k, v in labels.items()},
+        network="" if network == "default" else network,
+        rm=req.bool_arg("rm", True),
+        forcerm=req.bool_arg("forcerm"),
+        cache_from=tuple(str(c) for c in cache_from),
+    )
+
+
+def register(router: Router, engine: Engine) -> None:
+    tmp = engine.layout.data_root / "build" / "tmp"
+
+    def build(req: Request) -> Response:
+        if req.str_arg("version", "1") == "2":
+            raise InvalidArgument("BuildKit (version=2) is not supported: use the classic "
+                                  "builder (DOCKER_BUILDKIT=0)")
+        if req.str_arg("remote"):
+            raise InvalidArgument("remote build contexts are not supported")
+        opts = options(req)
+        ctx = prepare(req.body(), tmp, req.str_arg("dockerfile"))
+        try:
+            parsed = parse_dockerfile(ctx.dockerfile_text)
+            builder = Builder(engine, opts, ctx, parsed, _cache(engine))
+        except BaseException:
+            ctx.close()
+            raise
+
+        def stream() -> Iterator[dict[str, Any]]:
+            try:
+                yield from builder.run()
+            finally:
+                ctx.close()
+
+        return json_lines(stream())
+
+    def prune(req: Request) -> Response:
+        keys, freed = _cache(engine).prune()
+        engine.events.publish("builder", "prune", "", reclaimed=str(freed))
+        return json_response({"CachesDeleted": keys, "SpaceReclaimed": freed})
+
+    router.add("POST", "/build", build)
+    router.add("POST", "/build/prune", prune)

@@ -1,0 +1,101 @@
+"""``docker import`` and ``docker commit``: one new layer plus a config, recorded in the store."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+from runtime.api import reference
+from runtime.images.changes import apply_changes
+from runtime.images.compression import sniff
+from runtime.images.difftar import write_tree
+from runtime.images.platforms import host
+from runtime.images.records import LAYER_MEDIA, LayerBlob
+from runtime.images.snapshots import LayerInfo
+
+if TYPE_CHECKING:
+    from runtime.images.store import Image, ImageStore
+
+
+def _ref(ref: str | None) -> list[str]:
+    return [str(reference.parse(ref, default_tag=True))] if ref else []
+
+
+def store_layer(store: ImageStore, blob: str, parent: str, diff_id: str | None = None
+                ) -> tuple[LayerBlob, LayerInfo]:
+    """Unpack the stored *blob* above chain *parent*; the caller holds a lease on *blob*."""
+    with store.content.open(blob) as f:
+        info = store.snapshots.apply(parent, f, diff_id)
+    return blob_layer(store, blob, info.diff_id), info
+
+
+def blob_layer(store: ImageStore, blob: str, diff_id: str) -> LayerBlob:
+    """The record of a stored layer blob; its media type from its compression."""
+    with store.content.open(blob) as f:
+        kind = sniff(f.read(4))
+    return LayerBlob(blob, LAYER_MEDIA[kind], store.content.size(blob), diff_id)
+
+
+def import_tar(store: ImageStore, stream: BinaryIO, ref: str | None, changes: list[str],
+               message: str) -> Image:
+    from runtime.images.store import now_rfc3339
+
+    refs = _ref(ref)  # validate before reading a possibly large body
+    config_section = apply_changes({}, changes)
+    with store.content.ingest() as ing:
+        ing.copy_from(stream)
+        blob = ing.commit()
+    with store.lease(blob):
+        layer, info = store_layer(store, blob, "")
+        with store.lease(info.chain_id):
+            now = now_rfc3339()
+            plat = host()
+            config: dict[str, Any] = {
+                "architecture": plat.architecture, "os": plat.os, "created": now,
+                "config": config_section,
+                "rootfs": {"type": "layers", "diff_ids": [info.diff_id]},
+                "history": [{"created": now, "comment": message or "Imported from -"}],
+            }
+            if plat.variant:
+                config["variant"] = plat.variant
+            image = store.add(_dump(config), [layer], refs=refs)
+    store.events.publish("image", "import", image.id, name=image.id)
+    return image
+
+
+def commit(store: ImageStore, container_id: str, parent: Image, *, ref: str | None,
+           changes: list[str], comment: str, author: str,
+           config_overrides: dict[str, Any] | None) -> Image:
+    from runtime.images.store import now_rfc3339
+
+    refs = _ref(ref)
+    base = dict(parent.config.get("config") or {})
+    base.update(config_overrides or {})
+    section = apply_changes(base, changes)
+    with store.content.ingest() as ing:
+        write_tree(store.rootfs_upper(container_id), ing)
+        blob = ing.commit()
+    chain = parent.chain_ids
+    with store.lease(blob):
+        layer, info = store_layer(store, blob, chain[-1] if chain else "")
+        with store.lease(info.chain_id):
+            now = now_rfc3339()
+            config = json.loads(json.dumps(parent.config))
+            config.update(created=now, config=section, container=container_id)
+            config.pop("container_config", None)
+            if author:
+                config["author"] = author
+            if comment:
+                config["comment"] = comment
+            config.setdefault("rootfs", {"type": "layers", "diff_ids": []})
+            config["rootfs"]["diff_ids"] = [*parent.diff_ids, info.diff_id]
+            entry = {"created": now, "author": author, "comment": comment}
+            config["history"] = [*config.get("history", []),
+                                 {k: v for k, v in entry.items() if v}]
+            layers = [*(parent.record.layers if parent.record else ()), layer]
+            image = store.add(_dump(config), layers, refs=refs, parent=parent.id)
+    return image
+
+
+def _dump(config: dict[str, Any]) -> bytes:
+    return json.dumps(config, separators=(",", ":")).encode()

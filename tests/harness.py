@@ -1,0 +1,175 @@
+"""A real Cove engine for tests: its own data root, exec root, socket, cgroup parent and bridge.
+
+Tests talk to it with real clients (docker-py, the docker CLI, ``cove``).
+Stopping it kills what it left running and checks nothing leaked.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class _UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float = 60) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self._path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        sock.connect(self._path)
+        self.sock = sock
+
+
+class EngineProcess:
+    def __init__(self, base: Path) -> None:
+        tag = secrets.token_hex(3)
+        self.base = base
+        base.mkdir(parents=True, exist_ok=True)
+        self.data_root = base / "data"
+        self.exec_root = base / "run"
+        self.socket = str(base / "engine.sock")
+        self.cgroup_parent = f"cove-test-{tag}"
+        self.bridge = f"cvt{tag}"
+        self.bip = f"10.213.{int(tag[:2], 16)}.1/24"
+        self.log_path = base / "engine.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return "unix://" + self.socket
+
+    def argv(self) -> list[str]:
+        return [
+            sys.executable, "-m", "runtime.engine", "--host", self.url,
+            "--data-root", str(self.data_root), "--exec-root", str(self.exec_root),
+            "--cgroup-parent", self.cgroup_parent, "--bridge", self.bridge,
+            "--bip", self.bip, "--debug",
+        ]
+
+    def start(self, timeout: float = 30) -> None:
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(self.argv(), cwd=ROOT, stdout=log, stderr=log,
+                                         start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"engine exited {self.proc.returncode}:\n{self.log_tail()}")
+            with contextlib.suppress(OSError):
+                if self.request("GET", "/_ping")[0] == 200:
+                    return
+            time.sleep(0.05)
+        raise RuntimeError(f"engine did not answer within {timeout}s:\n{self.log_tail()}")
+
+    def log_tail(self, n: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text().splitlines()[-n:])
+        except OSError:
+            return ""
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            self.proc.send_signal(sig)
+        self.proc.wait(timeout=30)
+        self.proc = None
+
+    def request(self, method: str, path: str, body: Any = None,
+                raw: bytes | None = None) -> tuple[int, Any]:
+        conn = _UnixHTTPConnection(self.socket)
+        try:
+            payload = raw if raw is not None else (
+                json.dumps(body).encode() if body is not None else None)
+            headers = {"Content-Type": "application/json"} if payload is not None else {}
+            conn.request(method, path, body=payload, headers=headers)
+            resp = conn.getresponse()
+            data = resp.read()
+            try:
+                return resp.status, json.loads(data) if data.strip() else None
+            except json.JSONDecodeError:
+                return resp.status, data
+        finally:
+            conn.close()
+
+    def import_image(self, tar: Path, repo: str, tag: str = "latest",
+                     changes: tuple[str, ...] = ('CMD ["sh"]',)) -> None:
+        query = f"fromSrc=-&repo={repo}&tag={tag}" + "".join(
+            f"&changes={_q(c)}" for c in changes)
+        status, body = self.request("POST", "/images/create?" + query, raw=tar.read_bytes())
+        if status != 200 or (isinstance(body, bytes) and b"error" in body):
+            raise RuntimeError(f"import failed: {status} {body!r}")
+
+    def cleanup(self) -> None:
+        """Remove every container (the engine must clean up), stop, then remove the dirs."""
+        if self.proc is not None:
+            with contextlib.suppress(Exception):
+                _, items = self.request("GET", "/containers/json?all=1")
+                for c in items or []:
+                    self.request("DELETE", f"/containers/{c['Id']}?force=1&v=1")
+            with contextlib.suppress(Exception):
+                _, nets = self.request("GET", "/networks")
+                for n in nets or []:
+                    if n.get("Name") not in ("bridge", "host", "none"):
+                        self.request("DELETE", f"/networks/{n['Id']}")
+            self.stop()
+        _kill_cgroup_leftovers(self.cgroup_parent)
+        _unmount_under(self.base)
+        shutil.rmtree(self.base, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            subprocess.run(["ip", "link", "del", self.bridge], capture_output=True, check=False)
+
+
+def _q(text: str) -> str:
+    from urllib.parse import quote
+
+    return quote(text, safe="")
+
+
+def leaked_cgroups(parent: str) -> list[str]:
+    found = []
+    for hierarchy in Path("/sys/fs/cgroup").iterdir():
+        if (hierarchy / parent).exists():
+            found += [str(p) for p in (hierarchy / parent).iterdir() if p.is_dir()]
+    return found
+
+
+def leaked_mounts(base: Path) -> list[str]:
+    with open("/proc/self/mountinfo") as f:
+        return [line for line in f if str(base) in line]
+
+
+def _kill_cgroup_leftovers(parent: str) -> None:
+    for hierarchy in Path("/sys/fs/cgroup").iterdir():
+        top = hierarchy / parent
+        if not top.is_dir():
+            continue
+        for d in sorted(top.rglob("*"), key=lambda p: -len(p.parts)):
+            if d.is_dir():
+                with contextlib.suppress(OSError):
+                    for pid in (d / "cgroup.procs").read_text().split():
+                        os.kill(int(pid), signal.SIGKILL)
+                with contextlib.suppress(OSError):
+                    d.rmdir()
+        with contextlib.suppress(OSError):
+            top.rmdir()
+
+
+def _unmount_under(base: Path) -> None:
+    for line in reversed(leaked_mounts(base)):
+        target = line.split()[4]
+        subprocess.run(["umount", "-l", target], capture_output=True, check=False)

@@ -1,0 +1,222 @@
+"""``cove vm image build``: the guest image, in two cached stages.
+
+1. **base** (``packaging/guest/build-base.sh``, mmdebstrap, about a minute): Debian bookworm
+   with the cloud kernel, openssh-server, python3 and the engine's tools, as ``base.tar`` plus
+   ``vmlinuz``/``initrd.img`` for direct kernel boot. Keyed by the recipe's sha256.
+2. **image** (seconds): ``base.tar`` + a wheel of this checkout (``pip wheel --no-deps``),
+   unpacked into dist-packages offline, plus ``/usr/sbin/cove-init``; ``mke2fs -d`` turns the
+   tree into ``root.raw`` without loop mounts. Keyed by the base key + the sources' sha256.
+
+Timestamps come from SOURCE_DATE_EPOCH and mke2fs gets a fixed UUID and hash seed, so a
+rebuild from the same Debian packages gives the same tree (package versions are whatever the
+mirror serves at build time). Unpacking keeps file ownership, so stage 2 needs root.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+import zipfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from runtime.api.errors import Forbidden, Internal, Unavailable
+from runtime.fsutil import write_atomic, write_json_atomic
+from vmhost import layout
+
+log = logging.getLogger(__name__)
+
+ROOT = Path(__file__).resolve().parent.parent
+RECIPE_DIR = ROOT / "packaging" / "guest"
+SOURCE_DIRS = ("runtime", "guestagent")
+EPOCH = "1700000000"
+FS_UUID = "c0ffee00-c0ve-4000-8000-000000000001".replace("ve", "0e")
+ROOT_SIZE = "2G"
+INIT_SCRIPT = "#!/usr/bin/python3 -I\nfrom guestagent.init import main\n\nmain()\n"
+AGENT_SCRIPT = '#!/bin/sh\nexec /usr/bin/python3 -I -m guestagent "$@"\n'
+CLI_SCRIPT = "#!/bin/sh\nexec /usr/bin/python3 -I -m runtime.cli.main \"$@\"\n"
+ENGINE_ARGV = ["/usr/local/bin/cove", "engine", "run", "--host", "unix:///run/cove/engine.sock",
+               "--data-root", "/var/lib/cove"]  # fmt: skip
+KERNEL_CMDLINE = (
+    "console=ttyS0 root=/dev/vda rw rootfstype=ext4 init=/usr/sbin/cove-init "
+    "loglevel=4 mitigations=off panic=-1 net.ifnames=0"
+)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GuestImage:
+    """A built image: what a VMSpec points at."""
+
+    key: str
+    root: Path
+    kernel: Path
+    initrd: Path
+    cmdline: str = KERNEL_CMDLINE
+
+
+def _hash_files(paths: list[Path], extra: str = "") -> str:
+    h = hashlib.sha256(extra.encode())
+    for p in sorted(paths):
+        h.update(str(p.relative_to(ROOT)).encode() + b"\0" + p.read_bytes() + b"\0")
+    return h.hexdigest()[:16]
+
+
+def base_key(mirror: str) -> str:
+    return _hash_files(sorted(RECIPE_DIR.glob("*.sh")), mirror)
+
+
+def image_key(mirror: str) -> str:
+    sources = [p for d in SOURCE_DIRS for p in (ROOT / d).rglob("*.py")]
+    sources.append(ROOT / "pyproject.toml")
+    return _hash_files(sources, base_key(mirror))
+
+
+def _run(argv: list[str], **kw: object) -> None:
+    log.debug("run %s", argv)
+    try:
+        subprocess.run(argv, check=True, **kw)  # type: ignore[call-overload]
+    except FileNotFoundError as e:
+        hint = "see packaging/guest/README.md"
+        raise Unavailable(f"guest image: {argv[0]} not found ({hint})") from e
+    except subprocess.CalledProcessError as e:
+        raise Internal(f"guest image: {' '.join(argv[:3])}: exit status {e.returncode}") from e
+
+
+def build_base(cache: Path, mirror: str) -> Path:
+    out = cache / f"base-{base_key(mirror)}"
+    if (out / layout.BASE_TAR).exists():
+        return out
+    tmp = Path(tempfile.mkdtemp(prefix=".base-", dir=cache))
+    try:
+        _run(["bash", str(RECIPE_DIR / "build-base.sh"), str(tmp), mirror],
+             env={**os.environ, "SOURCE_DATE_EPOCH": EPOCH})  # fmt: skip
+        os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def build_wheel(dest: Path) -> Path:
+    _run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps",
+          "-w", str(dest), str(ROOT)], env={**os.environ, "SOURCE_DATE_EPOCH": EPOCH})  # fmt: skip
+    wheels = sorted(dest.glob("cove-*.whl"))
+    if not wheels:
+        raise Internal("guest image: pip wheel produced no cove wheel")
+    return wheels[-1]
+
+
+def install_wheel(wheel: Path, tree: Path) -> None:
+    """Install a pure-Python wheel into the tree offline: unzip into dist-packages."""
+    site = tree / "usr/lib/python3/dist-packages"
+    with zipfile.ZipFile(wheel) as zf:
+        for name in zf.namelist():
+            if name.startswith(("desktop/", "tests/")) or ".data/" in name:
+                continue
+            zf.extract(name, site)
+    scripts = {"usr/sbin/cove-init": INIT_SCRIPT, "usr/local/bin/guestagent": AGENT_SCRIPT,
+               "usr/local/bin/cove": CLI_SCRIPT}  # fmt: skip
+    for rel, text in scripts.items():
+        path = tree / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        path.chmod(0o755)
+
+
+def _unpack(base_tar: Path, tree: Path) -> None:
+    if hasattr(os, "geteuid") and os.geteuid() != 0:
+        raise Forbidden("guest image: unpacking the root tree needs root (file ownership)")
+    with tarfile.open(base_tar) as tar:
+        tar.extractall(tree, filter="fully_trusted")
+
+
+def _mkfs(tree: Path, out: Path) -> None:
+    env = {**os.environ, "E2FSPROGS_FAKE_TIME": EPOCH}
+    _run(["mke2fs", "-q", "-t", "ext4", "-d", str(tree), "-U", FS_UUID, "-E",
+          f"root_owner=0:0,hash_seed={FS_UUID}", "-L", "cove-root", "-F", str(out), ROOT_SIZE],
+         env=env)  # fmt: skip
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _allocated(path: Path) -> int:
+    return path.stat().st_blocks * 512
+
+
+def build(*, cache: Path | None = None, mirror: str = "http://deb.debian.org/debian",
+          force: bool = False) -> GuestImage:  # fmt: skip
+    """Build (or find in the cache) the guest image for this checkout; idempotent."""
+    cache = cache or layout.cache_home() / "guest"
+    cache.mkdir(parents=True, exist_ok=True)
+    key = image_key(mirror)
+    out = cache / f"image-{key}"
+    if force:
+        shutil.rmtree(out, ignore_errors=True)
+    if not (out / layout.IMAGE_MANIFEST).exists():
+        t0 = time.monotonic()
+        base = build_base(cache, mirror)
+        t1 = time.monotonic()
+        _build_image(base, out, cache)
+        manifest = json.loads((out / layout.IMAGE_MANIFEST).read_text())
+        took = {"base": round(t1 - t0, 1), "image": round(time.monotonic() - t1, 1)}
+        manifest["build_seconds"] = took
+        write_json_atomic(out / layout.IMAGE_MANIFEST, manifest)
+    return image_at(out)
+
+
+def _build_image(base: Path, out: Path, cache: Path) -> None:
+    tmp = Path(tempfile.mkdtemp(prefix=".image-", dir=cache))
+    try:
+        tree = tmp / "tree"
+        _unpack(base / layout.BASE_TAR, tree)
+        install_wheel(build_wheel(tmp / "wheel"), tree)
+        write_atomic(tree / "etc/cove/guest.json", json.dumps({"cmdline": KERNEL_CMDLINE,
+                                                      "engine_argv": ENGINE_ARGV}).encode())
+        _mkfs(tree, tmp / layout.IMAGE_ROOT)
+        for name in (layout.IMAGE_KERNEL, layout.IMAGE_INITRD):
+            shutil.copyfile(base / name, tmp / name)
+        names = (layout.IMAGE_ROOT, layout.IMAGE_KERNEL, layout.IMAGE_INITRD)
+        files = {n: {"sha256": _sha256(tmp / n), "size": (tmp / n).stat().st_size,
+                     "allocated": _allocated(tmp / n)} for n in names}  # fmt: skip
+        write_json_atomic(tmp / layout.IMAGE_MANIFEST, {"key": out.name, "files": files,
+                                                        "cmdline": KERNEL_CMDLINE})  # fmt: skip
+        shutil.rmtree(tree)
+        shutil.rmtree(tmp / "wheel")
+        os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def image_at(path: Path) -> GuestImage:
+    manifest = json.loads((path / layout.IMAGE_MANIFEST).read_text())
+    return GuestImage(key=str(manifest["key"]), root=path / layout.IMAGE_ROOT,
+                      kernel=path / layout.IMAGE_KERNEL, initrd=path / layout.IMAGE_INITRD,
+                      cmdline=str(manifest.get("cmdline", KERNEL_CMDLINE)))  # fmt: skip
+
+
+def compressed_size(image: GuestImage, level: int = 10) -> int:
+    """Size of root.raw + kernel + initrd with zstd -<level> (what a release would ship)."""
+    out = subprocess.run(["zstd", f"-{level}", "-T0", "-c", str(image.root)],
+                         check=True, capture_output=True).stdout  # fmt: skip
+    return len(out) + image.kernel.stat().st_size + image.initrd.stat().st_size
+
+
+def summary(image: GuestImage) -> dict[str, object]:
+    manifest = json.loads((image.root.parent / layout.IMAGE_MANIFEST).read_text())
+    return {"key": image.key, "dir": str(image.root.parent), **manifest}
+
+
+__all__ = ["GuestImage", "asdict", "build", "compressed_size", "image_at", "summary"]
