@@ -42,7 +42,7 @@ FS_UUID = "c0ffee00-c0ve-4000-8000-000000000001".replace("ve", "0e")
 ROOT_SIZE = "2G"
 INIT_SCRIPT = "#!/usr/bin/python3 -I\nfrom guestagent.init import main\n\nmain()\n"
 AGENT_SCRIPT = '#!/bin/sh\nexec /usr/bin/python3 -I -m guestagent "$@"\n'
-CLI_SCRIPT = "#!/bin/sh\nexec /usr/bin/python3 -I -m runtime.cli.main \"$@\"\n"
+CLI_SCRIPT = '#!/bin/sh\nexec /usr/bin/python3 -I -m runtime.cli.main "$@"\n'
 ENGINE_ARGV = ["/usr/local/bin/cove", "engine", "run", "--host", "unix:///run/cove/engine.sock",
                "--data-root", "/var/lib/cove"]  # fmt: skip
 KERNEL_CMDLINE = (
@@ -183,8 +183,10 @@ def _build_image(base: Path, out: Path, cache: Path) -> None:
         tree = tmp / "tree"
         _unpack(base / layout.BASE_TAR, tree)
         install_wheel(build_wheel(tmp / "wheel"), tree)
-        write_atomic(tree / "etc/cove/guest.json", json.dumps({"cmdline": KERNEL_CMDLINE,
-                                                      "engine_argv": ENGINE_ARGV}).encode())
+        write_atomic(
+            tree / "etc/cove/guest.json",
+            json.dumps({"cmdline": KERNEL_CMDLINE, "engine_argv": ENGINE_ARGV}).encode(),
+        )
         _mkfs(tree, tmp / layout.IMAGE_ROOT)
         for name in (layout.IMAGE_KERNEL, layout.IMAGE_INITRD):
             shutil.copyfile(base / name, tmp / name)

@@ -1,0 +1,150 @@
+"""Instance directories: create/load/delete a VM's files (see :mod:`vmhost.layout`).
+
+``vm.json`` holds the user's choices (:class:`InstanceConfig`); the :class:`VMSpec` is
+derived from it at each start (fresh SSH port, current guest image), so an image upgrade is
+a restart. The data disk is created once and only removed by ``vm rm``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import shutil
+import socket
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from guestagent import seed as seedmod
+from runtime.api.errors import Conflict, InvalidArgument, NotFound
+from runtime.fsutil import read_json, write_atomic, write_json_atomic
+from vmhost import keys, layout
+from vmhost.hypervisor import Accel, Disk, Share, VMSpec
+
+NAME_OK = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InstanceConfig:
+    name: str = "default"
+    cpus: int = 2
+    memory_mib: int = 1024
+    disk_gib: int = 20
+    accel: str = "auto"
+    shares: tuple[str, ...] = ()  # host dirs shared with virtiofs at the same path
+
+    def validate(self) -> None:
+        if not self.name or not set(self.name) <= NAME_OK or len(self.name) > 40:
+            raise InvalidArgument(f"vm name {self.name!r}: use a-z, 0-9 and '-'")
+        if not 1 <= self.cpus <= 64 or not 256 <= self.memory_mib <= 262144:
+            raise InvalidArgument("vm: cpus must be 1-64 and memory 256 MiB-256 GiB")
+        Accel(self.accel)
+
+
+def create(config: InstanceConfig) -> layout.InstanceLayout:
+    """Create the instance dir, keys and data disk; idempotent for an identical config."""
+    config.validate()
+    lay = layout.InstanceLayout.named(config.name)
+    lay.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if lay.vm_json.exists():
+        existing = load(config.name)
+        if existing != config:
+            raise Conflict(f"vm {config.name} exists with other settings (vm rm it first)")
+        return lay
+    keys.generate_ed25519(lay.client_key, f"cove@{config.name}")
+    keys.generate_ed25519(lay.host_key, f"cove-host@{config.name}")
+    if not lay.data_disk.exists():
+        with open(lay.data_disk, "wb") as f:
+            f.truncate(config.disk_gib << 30)  # sparse; the guest formats it on first boot
+    write_json_atomic(lay.vm_json, asdict(config))
+    return lay
+
+
+def load(name: str) -> InstanceConfig:
+    lay = layout.InstanceLayout.named(name)
+    try:
+        obj = read_json(lay.vm_json)
+    except FileNotFoundError as e:
+        raise NotFound(f"no such vm: {name}") from e
+    obj["shares"] = tuple(obj.get("shares", ()))
+    return InstanceConfig(**obj)
+
+
+def names() -> list[str]:
+    root = layout.data_home() / layout.VMS_DIR
+    return (
+        sorted(p.name for p in root.iterdir() if (p / layout.VM_JSON).exists())
+        if root.exists()
+        else []
+    )
+
+
+def remove(name: str) -> None:
+    lay = layout.InstanceLayout.named(name)
+    with contextlib.suppress(FileNotFoundError):
+        lay.relay_socket.unlink()
+    shutil.rmtree(lay.dir, ignore_errors=True)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def write_seed(lay: layout.InstanceLayout, config: InstanceConfig) -> None:
+    files = {
+        seedmod.AUTHORIZED_KEYS: lay.client_key.with_name(layout.CLIENT_KEY + ".pub").read_bytes(),
+        seedmod.HOST_KEY: lay.host_key.read_bytes(),
+        seedmod.HOST_KEY_PUB: lay.host_key.with_name(layout.HOST_KEY + ".pub").read_bytes(),
+    }
+    shares = tuple(
+        seedmod.Share(tag=f"share{i}", mountpoint=p) for i, p in enumerate(config.shares)
+    )
+    buf = io.BytesIO()
+    cfg = seedmod.SeedConfig(hostname=f"cove-{config.name}", host_time=time.time(), shares=shares)
+    seedmod.write_seed(buf, cfg, files)
+    write_atomic(lay.seed, buf.getvalue(), mode=0o600)
+
+
+def host_key_line(lay: layout.InstanceLayout) -> str:
+    return lay.host_key.with_name(layout.HOST_KEY + ".pub").read_text().strip()
+
+
+def spec_for(lay: layout.InstanceLayout, config: InstanceConfig, *, kernel: Path, initrd: Path,
+             cmdline: str, root_image: Path, ssh_port: int) -> VMSpec:  # fmt: skip
+    return VMSpec(
+        name=config.name,
+        cpus=config.cpus,
+        memory_mib=config.memory_mib,
+        kernel=kernel,
+        initrd=initrd,
+        cmdline=cmdline,
+        root_image=root_image,
+        root_overlay=lay.root_overlay,
+        data=Disk(path=lay.data_disk, serial=seedmod.SERIAL_DATA),
+        seed=Disk(path=lay.seed, serial=seedmod.SERIAL_SEED, readonly=True),
+        serial_log=lay.serial_log,
+        ssh_port=ssh_port,
+        shares=tuple(
+            Share(tag=f"share{i}", host_path=Path(p)) for i, p in enumerate(config.shares)
+        ),
+        accel=Accel(config.accel),
+    )
+
+
+def write_known_hosts(lay: layout.InstanceLayout, port: int) -> None:
+    write_atomic(
+        lay.known_hosts, keys.known_hosts_line("127.0.0.1", port, host_key_line(lay)).encode()
+    )
+    write_atomic(lay.ssh_port, f"{port}\n".encode())
+
+
+def read_pid(path: Path) -> int:
+    try:
+        pid = int(path.read_text().strip())
+        os.kill(pid, 0)
+        return pid
+    except (OSError, ValueError):
+        return 0
