@@ -56,7 +56,7 @@ from PySide6.QtGui import (
     QTextCursor,
     QTextDocument,
 )
-from PySide6.QtTest import QAbstractItemModelTester
+from PySide6.QtTest import QAbstractItemModelTester, QTest
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QApplication,
@@ -172,6 +172,7 @@ __all__ = [
     "QStyledItemDelegate",
     "QSystemTrayIcon",
     "QTabWidget",
+    "QTest",
     "QTableView",
     "QTextCharFormat",
     "QTextCursor",

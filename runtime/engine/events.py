@@ -59,11 +59,11 @@ class EventBus:
 
     def subscribe(
         self, since_ns: int | None = None, until_ns: int | None = None, poll: float = 1.0
-    ) -> Iterator[Event]:
+    ) -> Iterator[Event | None]:
         """Past events from *since_ns*, then live ones; stops at *until_ns* (if given).
 
-        Yields ``None``-free events only; callers use the ``poll`` wake-ups (every
-        ``poll`` seconds a no-op) to notice disconnects, via the generator being closed.
+        Yields ``None`` after each quiet *poll* interval so a streaming caller can
+        check whether its client is still there.
         """
         with self._cond:
             if since_ns is not None:
@@ -83,6 +83,8 @@ class EventBus:
                     self._cond.wait(poll)
                 fresh = [(s, e) for s, e in self._history if s > last]
                 last = self._seq
+            if not fresh:
+                yield None
             for _, event in fresh:
                 if until_ns is not None and event.time_nano > until_ns:
                     return

@@ -13,6 +13,7 @@ import io
 import json
 import logging
 import os
+import select
 import socket
 import socketserver
 import time
@@ -226,6 +227,23 @@ class Request:
         h.close_connection = True
         conn: socket.socket = h.connection
         return conn
+
+    def client_gone(self) -> bool:
+        """True once the client has closed its end (for long-lived streams to notice).
+
+        A client of a streaming endpoint sends nothing after its request, so a
+        readable socket that peeks as empty means EOF.
+        """
+        sock: socket.socket = self._handler.connection
+        try:
+            readable, _, _ = select.select([sock], [], [], 0)
+            if not readable:
+                return False
+            return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+        except BlockingIOError:
+            return False
+        except OSError:
+            return True
 
     @property
     def connection(self) -> socket.socket:

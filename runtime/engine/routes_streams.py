@@ -90,7 +90,8 @@ def register(router: Router, engine: Engine) -> None:
             c.log_path, tail=tail,
             since_ns=logs.parse_client_time(req.str_arg("since")) or None,
             until_ns=logs.parse_client_time(req.str_arg("until")),
-            follow=req.bool_arg("follow"), is_running=lambda: c.running,
+            follow=req.bool_arg("follow"),
+            is_running=lambda: c.running and not req.client_gone(),
         )
         tty = bool(c.config.get("Tty"))
         stamps = req.bool_arg("timestamps")

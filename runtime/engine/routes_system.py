@@ -51,6 +51,10 @@ def register(router: Router, engine: Engine) -> None:
         def body() -> Iterator[bytes]:
             yield b""
             for ev in stream:
+                if ev is None:
+                    if req.client_gone():
+                        return
+                    continue
                 if _event_matches(ev, filters):
                     yield json.dumps(ev.to_json()).encode() + b"\n"
 

@@ -19,7 +19,13 @@ from runtime.linux import rootfs
 from runtime.linux.cgroups import CgroupManager
 from runtime.linux.process import ExecError, Security, exec_process, report_failure, run_init
 from runtime.linux.procutil import close_fds_except, reset_signals
-from runtime.linux.syscalls import NAMESPACE_FILES, NAMESPACE_FLAGS, SYSCALLS, Syscalls
+from runtime.linux.syscalls import (
+    NAMESPACE_FILES,
+    NAMESPACE_FLAGS,
+    SYSCALLS,
+    Syscalls,
+    set_process_name,
+)
 from runtime.spec import ContainerSpec, Namespace, ProcessSpec
 
 # Generic ioctl numbers (same on x86_64 and aarch64).
@@ -148,6 +154,7 @@ def _setup(cfg: ChildConfig, sc: Syscalls) -> None:
         pid = os.fork()
         if pid:
             os.close(cfg.error_fd)  # EOF must come from the user process's exec
+            set_process_name("cove-init")  # docker shows docker-init here
             os._exit(run_init(pid))
     exec_process(sc, spec.process, cfg.security)
 

@@ -99,6 +99,11 @@ class _SockFprog(ctypes.Structure):
     _fields_ = (("len", ctypes.c_ushort), ("filter", ctypes.c_void_p))
 
 
+def set_process_name(name: str) -> None:
+    """PR_SET_NAME: what ps shows as the process's command (15 bytes at most)."""
+    _libc.prctl(ctypes.c_int(15), ctypes.c_char_p(name.encode()[:15]), 0, 0, 0)
+
+
 def _check(result: int, what: str) -> int:
     if result < 0:
         err = ctypes.get_errno()

@@ -1,10 +1,9 @@
-"""Qt offscreen, a tiny HTTP server on a Unix socket, and (when it works) a real engine."""
+"""Qt offscreen and a tiny HTTP server on a Unix socket (real-engine tests use tests/conftest.py's
+``engine``: one EngineProcess per session with busybox:latest imported)."""
 
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -60,31 +59,3 @@ def tiny(sock_path: str) -> Iterator[TinyServer]:
 @pytest.fixture(autouse=True)
 def _isolated_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COVE_DESKTOP_CONFIG", str(tmp_path / "config"))
-
-
-@pytest.fixture(scope="session")
-def engine() -> Iterator[str]:
-    """A real engine on a private socket; skipped while the engine cannot start."""
-    if os.geteuid() != 0:
-        pytest.skip("the engine needs root")
-    base = Path("/tmp") / f"cvde{os.getpid()}"
-    base.mkdir(exist_ok=True)
-    sock = base / "e.sock"
-    cmd = [sys.executable, "-m", "runtime.engine", "--host", f"unix://{sock}",
-           "--data-root", str(base / "data"), "--exec-root", str(base / "exec"),
-           "--cgroup-parent", "cove-test-desktop", "--bridge", "cvtD",
-           "--bip", "10.213.77.1/24"]
-    log = open(base / "engine.log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=log)
-    deadline = time.monotonic() + 20
-    while not sock.exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.1)
-    if not sock.exists():
-        proc.kill()
-        proc.wait()
-        tail = (base / "engine.log").read_text()[-400:]
-        pytest.skip(f"the engine does not start yet: {tail}")
-    yield f"unix://{sock}"
-    proc.terminate()
-    proc.wait(10)
-    log.close()

@@ -262,3 +262,76 @@ def test_containers_survive_engine_sigkill(tmp_path: Path, busybox_tar: Path) ->
         assert not leaked_cgroups(eng.cgroup_parent)
     finally:
         eng.cleanup()
+
+
+def test_events_carry_docker_attributes(docker: Any) -> None:
+    since = int(time.time()) - 1
+    c = run(docker, "sh", "-c", "exit 2", labels={"app": "events"})
+    c.wait(timeout=30)
+    c.remove()
+    events = docker.events(since=since, until=int(time.time()) + 1, decode=True,
+                           filters={"container": c.id})
+    actions = [(e["Action"], e["Actor"]["Attributes"]) for e in events]
+    names = [a for a, _ in actions]
+    assert names[:1] == ["create"] and "start" in names and names[-1] == "destroy"
+    die = next(attrs for a, attrs in actions if a == "die")
+    assert die["exitCode"] == "2" and die["app"] == "events"
+    assert die["name"] == c.name and die["image"] == "busybox"
+
+
+def test_wait_next_exit_registered_before_start(engine: EngineProcess) -> None:
+    import threading
+
+    status, body = engine.request("POST", "/containers/create",
+                                  {"Image": "busybox", "Cmd": ["sh", "-c", "exit 9"],
+                                   "HostConfig": {"NetworkMode": "none"}})
+    assert status == 201
+    cid = body["Id"]
+    result: list[Any] = []
+    waiter = threading.Thread(target=lambda: result.append(
+        engine.request("POST", f"/containers/{cid}/wait?condition=next-exit")))
+    waiter.start()
+    time.sleep(0.2)
+    assert engine.request("POST", f"/containers/{cid}/start")[0] == 204
+    waiter.join(30)
+    assert result and result[0][1]["StatusCode"] == 9
+    assert engine.request("DELETE", f"/containers/{cid}")[0] == 204
+
+
+def test_resource_limits_reach_the_cgroup(docker: Any) -> None:
+    c = run(docker, "sh", "-c",
+            "cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/cpu/cpu.shares "
+            "/sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max "
+            "/sys/fs/cgroup/cpuset/cpuset.cpus; ulimit -n",
+            nano_cpus=500_000_000, cpu_shares=512, mem_limit="64m", pids_limit=20,
+            cpuset_cpus="0", ulimits=[{"Name": "nofile", "Soft": 1000, "Hard": 2000}])
+    c.wait(timeout=30)
+    assert c.logs().decode().split() == ["50000", "512", str(64 << 20), "20", "0", "1000"]
+    c.remove()
+
+
+def test_security_options(docker: Any) -> None:
+    c = run(docker, "sh", "-c", "grep CapEff /proc/self/status; touch /x || echo ro",
+            cap_drop=["ALL"], cap_add=["NET_RAW"], read_only=True)
+    c.wait(timeout=30)
+    assert c.logs(stderr=False).decode().split() == ["CapEff:", "0000000000002000", "ro"]
+    c.remove()
+    denied = run(docker, "unshare", "-U", "true")
+    assert denied.wait(timeout=30)["StatusCode"] != 0
+    denied.remove()
+    allowed = run(docker, "sh", "-c", "grep CapEff /proc/self/status", privileged=True,
+                  security_opt=["seccomp=unconfined"])
+    allowed.wait(timeout=30)
+    assert allowed.logs().split()[1] != b"00000000a80425fb"
+    allowed.remove()
+
+
+def test_init_reaps_and_forwards_signals(docker: Any) -> None:
+    c = run(docker, "sh", "-c", "trap 'exit 42' TERM; (sleep 0.1 &); ps -o pid,comm; "
+            "while :; do sleep 0.1; done", init=True)
+    time.sleep(1)
+    c.stop(timeout=10)
+    assert c.wait(timeout=30)["StatusCode"] == 42
+    out = c.logs().decode()
+    assert "cove-init" in out.splitlines()[1]
+    c.remove()
