@@ -57,6 +57,9 @@ class TrayController(QObject):
         self._open, self._start, self._stop = open_dashboard, start_engine, stop_engine
         self._logs, self._quit = show_logs, quit_app
         self.menu = QMenu()
+        # Submenus are made with the menu as parent and kept here: PySide6 deletes a
+        # submenu made by ``addMenu(title)`` as soon as its Python wrapper goes away.
+        self._subs: list[QMenu] = []
         self.menu.aboutToShow.connect(self.rebuild)
         self.icon = QSystemTrayIcon(state_icon(store.state.value))
         self.icon.setContextMenu(self.menu)
@@ -79,6 +82,9 @@ class TrayController(QObject):
     def rebuild(self) -> None:
         m = self.menu
         m.clear()
+        for old in self._subs:
+            old.deleteLater()
+        self._subs = []
         state = self.store.state.value
         m.addAction(f"{self.label.capitalize()}: {state}").setEnabled(False)
         if state == "running":
@@ -95,7 +101,7 @@ class TrayController(QObject):
 
     def _container_menu(self, c: dict[str, Any]) -> None:
         key, name = str(c["Id"]), fmt.container_name(c)
-        sub = self.menu.addMenu(f"● {name}")
+        sub = self._submenu(f"● {name}")
         sub.addAction("Stop", functools.partial(self._act, "stop", name, key))
         sub.addAction("Restart", functools.partial(self._act, "restart", name, key))
         for port in fmt.published_ports(c):
@@ -109,10 +115,16 @@ class TrayController(QObject):
         stopped.sort(key=lambda c: -int(c.get("Created") or 0))
         if not stopped:
             return
-        sub = self.menu.addMenu("Recently stopped")
+        sub = self._submenu("Recently stopped")
         for c in stopped[:RECENT_STOPPED]:
             key, name = str(c["Id"]), fmt.container_name(c)
             sub.addAction(f"Start {name}", functools.partial(self._act, "start", name, key))
+
+    def _submenu(self, title: str) -> QMenu:
+        sub = QMenu(title, self.menu)
+        self.menu.addMenu(sub)
+        self._subs.append(sub)
+        return sub
 
     def _act(self, verb: str, name: str, key: str) -> None:
         self.store.act(f"{verb} {name}", lambda client: getattr(client, verb)(key))

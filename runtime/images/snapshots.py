@@ -11,6 +11,8 @@ On disk (under ``snapshots/``)::
 
     layers/<chainhex>/fs          the layer's files (whiteouts as 0:0 char devices)
     layers/<chainhex>/layer.json  chain/diff ids, sizes
+    layers/<chainhex>/link        the layer's short link name in l/
+    l/<short>                     symlink to ../layers/<chainhex>/fs (overlay2's l/ dir)
     containers/<id>/{upper,work}  a container's writable layer
     containers/<id>/snapshot.json the chain it sits on
     staging/                      unpacks in progress; renamed into layers/ when complete
@@ -19,6 +21,8 @@ On disk (under ``snapshots/``)::
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import json
 import os
 import shutil
@@ -28,11 +32,16 @@ from pathlib import Path
 from typing import BinaryIO
 
 from runtime.api.errors import NotFound
-from runtime.fsutil import write_json_atomic
+from runtime.fsutil import write_atomic, write_json_atomic
 from runtime.images import digest as dg
 from runtime.images.content import DigestMismatch
 from runtime.images.unpack import apply_layer
 from runtime.spec import Mount
+
+# mount(2) copies its data argument from one 4 KiB page; options longer than this
+# (with room for what a runtime may add) switch to lowerdirs relative to the root.
+_MAX_MOUNT_DATA = 3800
+_LINK_CHARS = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,9 +56,10 @@ class LayerInfo:
 class Snapshotter:
     def __init__(self, root: Path) -> None:
         self.root = root
-        for sub in ("layers", "containers", "staging", "empty"):
+        for sub in ("layers", "containers", "staging", "empty", "l"):
             (root / sub).mkdir(parents=True, exist_ok=True)
         self._clean_staging()
+        self._clean_links()
 
     # -- layers --
     def _layer_path(self, chain_id: str) -> Path:
@@ -102,9 +112,34 @@ class Snapshotter:
             shutil.rmtree(stage, ignore_errors=True)
         return info
 
+    def link(self, chain_id: str) -> str:
+        """The layer's short name in ``l/`` (made on first use, as overlay2 does).
+
+        Overlay takes every lower dir in one mount option; ``l/<10 chars>`` instead
+        of ``layers/<64 hex>/fs`` keeps images of ~100 layers under the 4 KiB limit.
+        """
+        path = self._layer_path(chain_id)
+        try:
+            name = (path / "link").read_text().strip()
+        except FileNotFoundError:
+            if not self.has_layer(chain_id):
+                raise NotFound(f"layer {chain_id} not found") from None
+            name = base64.b32encode(os.urandom(10)).decode()[:_LINK_CHARS].lower()
+            write_atomic(path / "link", name.encode())
+        link = self.root / "l" / name
+        if not os.path.lexists(link):
+            tmp = self.root / "l" / f".{name}.{uuid.uuid4().hex[:8]}"
+            os.symlink(f"../layers/{dg.hex_of(chain_id)}/fs", tmp)
+            os.rename(tmp, link)
+        return name
+
     def remove_layer(self, chain_id: str) -> None:
         """Idempotent. Renamed away first so a half-deleted layer never looks present."""
         path = self._layer_path(chain_id)
+        try:
+            os.unlink(self.root / "l" / (path / "link").read_text().strip())
+        except (FileNotFoundError, ValueError):
+            pass
         trash = self.root / "staging" / f"rm-{uuid.uuid4().hex}"
         try:
             os.rename(path, trash)
@@ -135,18 +170,21 @@ class Snapshotter:
         return self.mount(key, chain)
 
     def mount(self, key: str, chain: list[str]) -> Mount:
+        """The overlay mount of *key* over *chain*: lower dirs as short ``l/`` links.
+
+        Absolute links when the options fit a mount page; else (very many layers,
+        or a long data root) links relative to the snapshot root, which is then the
+        mount's *source*: whoever mounts it chdirs there first, as overlay2 does.
+        """
         d = self._active(key)
-        lowers = [str(self.layer_fs(c)) for c in reversed(chain)] or [str(self.root / "empty")]
-        return Mount(
-            type="overlay",
-            destination="/",
-            source="overlay",
-            options=(
-                "lowerdir=" + ":".join(lowers),
-                f"upperdir={d / 'upper'}",
-                f"workdir={d / 'work'}",
-            ),
-        )
+        links = [f"l/{self.link(c)}" for c in reversed(chain)]
+        rest = (f"upperdir={d / 'upper'}", f"workdir={d / 'work'}")
+        if not links:
+            return _overlay("overlay", (f"lowerdir={self.root / 'empty'}", *rest))
+        absolute = ("lowerdir=" + ":".join(str(self.root / x) for x in links), *rest)
+        if len(",".join(absolute)) <= _MAX_MOUNT_DATA:
+            return _overlay("overlay", absolute)
+        return _overlay(str(self.root), ("lowerdir=" + ":".join(links), *rest))
 
     def active_chain(self, key: str) -> list[str]:
         try:
@@ -173,3 +211,19 @@ class Snapshotter:
     def _clean_staging(self) -> None:
         for d in (self.root / "staging").iterdir():
             shutil.rmtree(d, ignore_errors=True)
+
+    def _clean_links(self) -> None:
+        """Drop links whose layer is gone (a crash inside remove_layer) or half made."""
+        for link in (self.root / "l").iterdir():
+            if link.name.startswith(".") or not link.exists():
+                with contextlib.suppress(FileNotFoundError):
+                    link.unlink()
+
+
+def _overlay(source: str, options: tuple[str, ...]) -> Mount:
+    return Mount(type="overlay", destination="/", source=source, options=options)
+
+
+def mount_cwd(mount: Mount) -> str | None:
+    """The directory to mount *mount* from: its source, when its lower dirs are relative."""
+    return mount.source if mount.type == "overlay" and mount.source.startswith("/") else None

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from runtime.api.errors import CoveError
+from runtime.images.snapshots import mount_cwd
 from runtime.spec import Mount
 
 _CLONE_NEWNS = 0x00020000
@@ -43,6 +44,9 @@ def mounted_view(mount: Mount) -> Iterator[Path]:
         try:
             _check(_libc.mount(b"none", b"/", None, _MS_REC | _MS_PRIVATE, None),
                    "make mounts private")
+            cwd = mount_cwd(mount)
+            if cwd is not None:
+                os.chdir(cwd)  # relative lower dirs; unshare(CLONE_NEWNS) gave us our own cwd
             _check(_libc.mount(mount.source.encode(), str(target).encode(),
                                mount.type.encode(), 0, ",".join(mount.options).encode()),
                    f"mount {mount.type}")

@@ -103,6 +103,16 @@ def mount_one(sc: Syscalls, m: Mount, target: str) -> None:
         extra = flags & ~(s.MS_BIND | s.MS_REC | s.MS_REMOUNT)
         if extra:
             sc.mount(None, target, None, s.MS_REMOUNT | s.MS_BIND | extra, None)
+    elif m.type == "overlay" and m.source.startswith("/"):
+        # Lower dirs relative to the source dir (overlay2's short l/ links): the only
+        # way ~128 layers fit the one-page mount data. We are single-threaded here.
+        target, home = os.path.abspath(target), os.open(".", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            os.chdir(m.source)
+            sc.mount("overlay", target, m.type, flags, o.data or None)
+        finally:
+            os.fchdir(home)
+            os.close(home)
     else:
         sc.mount(m.source or m.type, target, m.type, flags, o.data or None)
     if o.propagation:

@@ -335,3 +335,42 @@ def test_init_reaps_and_forwards_signals(docker: Any) -> None:
     out = c.logs().decode()
     assert "cove-init" in out.splitlines()[1]
     c.remove()
+
+
+@pytest.mark.parametrize("body", [
+    {"Image": "busybox", "Cmd": 5},
+    {"Image": "busybox", "Cmd": ["echo", 1]},
+    {"Image": "busybox", "Env": "A=1"},
+    {"Image": "busybox", "Tty": "yes"},
+    {"Image": "busybox", "HostConfig": {"Privileged": 1}},
+    {"Image": "busybox", "HostConfig": {"CapAdd": ["NOT_A_CAP"]}},
+    {"Image": "busybox", "HostConfig": {"Binds": "/a:/b"}},
+    {"Image": 7},
+    [],
+])
+def test_wrong_types_are_400(engine: EngineProcess, body: Any) -> None:
+    before = engine.request("GET", "/containers/json?all=1")[1]
+    status, reply = engine.request("POST", "/containers/create", body)
+    assert status == 400, reply
+    assert reply["message"]
+    assert engine.request("GET", "/containers/json?all=1")[1] == before
+
+
+def test_rm_leaves_no_mount_cgroup_netns_or_process(docker: Any, engine: EngineProcess) -> None:
+    import subprocess
+
+    from tests.harness import leaked_mounts
+
+    c = docker.containers.run("busybox", ["sleep", "300"], detach=True, ports={"80/tcp": None})
+    c.reload()
+    pid = c.attrs["State"]["Pid"]
+    assert pid > 0 and Path(f"/proc/{pid}").exists()
+    links_before = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+    assert any(c.id in line for line in leaked_mounts(engine.base))  # its netns file
+    c.remove(force=True)
+    assert not Path(f"/proc/{pid}").exists()
+    assert not [line for line in leaked_mounts(engine.base) if c.id in line]
+    assert not [p for p in leaked_cgroups(engine.cgroup_parent) if c.id in p]
+    assert not list(Path(engine.exec_root).rglob(f"*{c.id}*"))
+    links_after = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+    assert links_after.count("veth") < links_before.count("veth") or "veth" not in links_after
