@@ -1,6 +1,7 @@
 """Engine-core benchmarks (issue 2), cove side by side with dockerd and podman.
 
 - ``run --rm --network none busybox true`` wall time (target: cove <= 0.5 x docker)
+- ``run --rm busybox true`` on the default bridge (docker too with ``--docker-bridge``)
 - ``exec C true`` (target: ≤ docker)
 - the real ``docker ps -a`` CLI against each engine with 50 containers (target: ≤ dockerd)
 - memory: engine + per-container helpers with 10 running ``sleep`` containers, PSS
@@ -47,6 +48,19 @@ def _podman_run(tar: object, run: list[str], runs: int) -> float:
         shutil.rmtree(base, ignore_errors=True)
 
 
+def _docker_bridge_run(tar: object, run: list[str], runs: int) -> float | None:
+    """docker on its own bridge (NAT and iptables rules), from a dockerd of its own."""
+    from pathlib import Path
+
+    assert isinstance(tar, Path)
+    try:
+        with dockerd(tar, bridge_ip="10.231.7.1/24") as dk:
+            return median_seconds([DOCKER_CLI, "-H", dk.host, *run], runs) if dk else None
+    except (RuntimeError, subprocess.CalledProcessError) as e:
+        print(f"docker on its bridge could not run here: {e}")
+        return None
+
+
 def _run(argv: list[str]) -> str:
     return subprocess.run(argv, check=True, capture_output=True, text=True).stdout.strip()
 
@@ -54,6 +68,9 @@ def _run(argv: list[str]) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=15)
+    ap.add_argument("--docker-bridge", action="store_true",
+                    help="also time docker on its default bridge: a second private dockerd "
+                         "with iptables on, which rewrites the host's firewall (FORWARD DROP)")
     args = ap.parse_args()
     tar = busybox_tarball()
     with cove_engine(tar) as cove, dockerd(tar) as dk:
@@ -71,6 +88,11 @@ def main() -> None:
                 print(f"podman run --rm: {p_run:.3f} s (cove/podman {c_run / p_run:.2f})")
             except subprocess.CalledProcessError as e:
                 print(f"podman could not run here: {e}")
+
+        bridged = ["run", "--rm", "busybox", "true"]
+        rows.append(("run --rm busybox true (default bridge)",
+                     median_seconds([*cove_cli, *bridged], args.runs),
+                     _docker_bridge_run(tar, bridged, args.runs) if args.docker_bridge else None))
 
         cid = _run([*cove_cli, "run", "-d", "--network", "none", "busybox", "sleep", "600"])
         c_exec = median_seconds([*cove_cli, "exec", cid, "true"], args.runs)

@@ -8,8 +8,13 @@ from pathlib import Path
 from typing import Any
 
 
-def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
-    """Replace *path* with *data* so readers see the old or the new file, never half of one."""
+def write_atomic(path: Path, data: bytes, mode: int = 0o644, *, sync_dir: bool = True) -> None:
+    """Replace *path* with *data* so readers see the old or the new file, never half of one.
+
+    The data is always fsynced before the rename (else a crash could leave an empty or
+    torn file under the new name). ``sync_dir=False`` skips the directory fsync that makes
+    the rename itself durable: after a crash the old file may come back, never a torn one.
+    """
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
     try:
@@ -21,6 +26,8 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
     finally:
         os.close(fd)
     os.replace(tmp, path)
+    if not sync_dir:
+        return
     dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(dir_fd)

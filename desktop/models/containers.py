@@ -48,15 +48,17 @@ class ContainersModel(KeyedTableModel):
         Column("CPU", _cpu, sort=lambda r: r.get("_cpu") or 0.0, align_right=True),
         Column("Memory", _mem, sort=lambda r: r.get("_mem") or 0, align_right=True),
     ]
+    extra_roles = frozenset({Qt.ItemDataRole.DecorationRole, Qt.ItemDataRole.ForegroundRole,
+                             Qt.ItemDataRole.ToolTipRole})
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self._stats: dict[str, tuple[float | None, int | None]] = {}
 
-    def upsert(self, row: Row) -> None:
+    def prepare(self, row: Row) -> Row:
         # Listings do not carry stats; keep the last sample so the cells do not flicker.
         cpu, mem = self._stats.get(self.key_of(row), (None, None))
-        super().upsert({**row, "_cpu": cpu, "_mem": mem})
+        return {**row, "_cpu": cpu, "_mem": mem}
 
     def remove(self, key: str) -> bool:
         self._stats.pop(key, None)
@@ -69,6 +71,7 @@ class ContainersModel(KeyedTableModel):
         row = self.row(key)
         if row is not None and (row.get("_cpu"), row.get("_mem")) != (cpu, mem):
             self._rows[self._pos[key]] = {**row, "_cpu": cpu, "_mem": mem}
+            self._text_cache.pop(key, None)
             self.row_changed(key, COL_CPU, COL_MEM)
 
     def running(self) -> list[Row]:

@@ -26,8 +26,8 @@ class UsageMixin(KeyedTableModel):
         super().__init__(parent)
         self._users: dict[str, list[str]] = {}
 
-    def upsert(self, row: Row) -> None:
-        super().upsert({**row, "_users": self._users.get(self.key_of(row), [])})
+    def prepare(self, row: Row) -> Row:
+        return {**row, "_users": self._users.get(self.key_of(row), [])}
 
     def set_users(self, users: dict[str, list[str]]) -> None:
         self._users = users

@@ -8,7 +8,7 @@ from typing import Any
 
 from desktop import formatting as fmt
 from desktop.models.base import ROW_ROLE
-from desktop.models.containers import COL_PORTS, COL_PROJECT, COL_STATE
+from desktop.models.containers import COL_PORTS, COL_PROJECT, COL_STATE, ContainersModel
 from desktop.qt import (
     AnyIndex,
     QColor,
@@ -38,22 +38,39 @@ class GroupingProxy(QSortFilterProxyModel):
     """Sorts by Compose project first and shows each project name once, at its group's top."""
 
     def lessThan(self, left: AnyIndex, right: AnyIndex) -> bool:
-        lp = fmt.project_of(left.data(ROW_ROLE) or {})
-        rp = fmt.project_of(right.data(ROW_ROLE) or {})
+        # Reads the model's rows directly: a sort of 200 rows makes ~1,500 comparisons, and
+        # four data() calls each through the Qt bindings made the first listing slow.
+        model = self.sourceModel()
+        assert isinstance(model, ContainersModel)
+        li, ri = left.row(), right.row()
+        lp, rp = fmt.project_of(model.row_at(li)), fmt.project_of(model.row_at(ri))
         if lp != rp:
             # Keep groups together whichever way the user sorts; loose containers last.
             ascending = self.sortOrder() == Qt.SortOrder.AscendingOrder
             return (lp or "\uffff") < (rp or "\uffff") if ascending else (
                 (lp or "\uffff") > (rp or "\uffff"))
-        return bool(super().lessThan(left, right))
+        a, b = model.sort_value(li, left.column()), model.sort_value(ri, right.column())
+        try:
+            return bool(a < b)
+        except TypeError:
+            return str(a) < str(b)
 
-    def data(self, index: AnyIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        if (index.column() == COL_PROJECT and role == Qt.ItemDataRole.DisplayRole
-                and index.row() > 0):
-            above = self.index(index.row() - 1, COL_PROJECT)
-            if super().data(above, role) == super().data(index, role):
-                return ""
-        return super().data(index, role)
+
+class ProjectDelegate(QStyledItemDelegate):
+    """Shows each Compose project name once, at the top of its group.
+
+    A delegate rather than a ``data()`` override on the proxy: an override there is called
+    for every role of every cell on each repaint, this only for the project cells drawn.
+    """
+
+    def initStyleOption(self, option: QStyleOptionViewItem,
+                        index: QModelIndex | QPersistentModelIndex) -> None:
+        super().initStyleOption(option, index)
+        if index.row() > 0:
+            above = index.model().index(index.row() - 1, index.column())
+            if above.data() == index.data():
+                opt: Any = option
+                opt.text = ""
 
 
 class StateDelegate(QStyledItemDelegate):
@@ -88,6 +105,7 @@ class ContainersView(QWidget):
         self.store = store
         self.table = KeyedTable(store.containers, GroupingProxy(self))
         self.table.setItemDelegateForColumn(COL_STATE, StateDelegate(self.table))
+        self.table.setItemDelegateForColumn(COL_PROJECT, ProjectDelegate(self.table))
         self.table.sortByColumn(1, Qt.SortOrder.AscendingOrder)
         self.table.clicked.connect(self._clicked)
         self.filter = filter_box("Filter containers")

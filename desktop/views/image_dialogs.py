@@ -24,6 +24,11 @@ from desktop.streaming import StreamFollower
 DONE = {"Pull complete", "Already exists", "Download complete"}
 
 
+def _is_layer(ident: str) -> bool:
+    """Progress lines of a layer carry its short id (12 hex digits); others are status."""
+    return len(ident) == 12 and all(ch in "0123456789abcdef" for ch in ident)
+
+
 class PullDialog(QDialog):
     def __init__(self, store: Store, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -70,7 +75,7 @@ class PullDialog(QDialog):
         for msg in messages:
             layer, status = str(msg.get("id", "")), str(msg.get("status", ""))
             detail = msg.get("progressDetail") or {}
-            if not layer or layer.startswith(("latest", "sha256")) or " " in layer:
+            if not _is_layer(layer):  # "Pulling from …" carries the tag as its id
                 self.status.setText(status)
                 continue
             bar = self._bar(layer)
@@ -108,10 +113,11 @@ def parse_run_form(image: str, name: str, ports: str, env: str, volumes: str,
     exposed: dict[str, Any] = {}
     bindings: dict[str, list[dict[str, str]]] = {}
     for spec in ports.replace(",", " ").split():
-        host, _, cont = spec.rpartition(":")
+        host, _, cont = spec.rpartition(":")  # [ip:]host:container[/proto], or container
+        ip, _, host_port = host.rpartition(":")
         cont = cont if "/" in cont else cont + "/tcp"
         exposed[cont] = {}
-        bindings.setdefault(cont, []).append({"HostIp": "", "HostPort": host})
+        bindings.setdefault(cont, []).append({"HostIp": ip, "HostPort": host_port})
     config: dict[str, Any] = {
         "Image": image,
         "Env": [line.strip() for line in env.splitlines() if line.strip()],

@@ -109,8 +109,10 @@ def filters_from(values: Iterable[str] | None) -> dict[str, list[str]]:
     return out
 
 
-def add_format(p: argparse.ArgumentParser, what: str = "") -> None:
-    p.add_argument("--format", help=f"Format output using a custom template{what}")
+def add_format(p: argparse.ArgumentParser, what: str = "", *, short: bool = False) -> None:
+    """``--format``; inspect, version and info also take docker's ``-f`` shorthand."""
+    names = ("-f", "--format") if short else ("--format",)
+    p.add_argument(*names, help=f"Format output using a custom template{what}")
 
 
 def render_rows(

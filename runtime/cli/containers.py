@@ -82,7 +82,7 @@ def configure(verb: str, p: argparse.ArgumentParser) -> None:
         a("container", metavar="CONTAINER")
         a("new_name", metavar="NEW_NAME")
     elif verb in ("inspect", "container-inspect"):
-        add_format(p)
+        add_format(p, short=True)
         a("-s", "--size", action="store_true", help="Display total file sizes")
         if verb == "inspect":
             a(

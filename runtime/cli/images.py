@@ -172,7 +172,7 @@ def cmd_images(cli: Cli, args: argparse.Namespace) -> int:
 
 
 def _inspect_flags(p: argparse.ArgumentParser) -> None:
-    add_format(p)
+    add_format(p, short=True)
     p.add_argument("images", nargs="+", metavar="IMAGE")
     p.set_defaults(func=cmd_image_inspect)
 

@@ -1,8 +1,9 @@
 """``cove``: the command line client of the Cove engine (docker's verbs and output).
 
 Startup is kept lean because ``cove run --rm IMAGE true`` is benchmarked: the
-verb table below is data, and only the module of the verb being run is
-imported and given its flags (the others get a bare sub-parser for ``--help``).
+verb table below is data, and only the verb being run gets a sub-parser, with
+its module imported for its flags (without a known verb, for ``--help`` and
+errors, every verb gets a bare sub-parser).
 """
 
 from __future__ import annotations
@@ -185,6 +186,10 @@ def _add_entries(
     names = [n for n, e in table.items() for n in (n, *e[3])]
     chosen = _chosen(argv, names, with_value or set())
     for name, (module, verb, help_, aliases) in sorted(table.items()):
+        if chosen is not None and chosen != name and chosen not in aliases:
+            # Only the verb being run gets a parser: each costs ~0.3 ms (argparse looks
+            # up gettext catalogs on disk per parser). Help and errors list them all.
+            continue
         # "resolve": run/create reuse -h for --hostname like docker (help stays on --help).
         p = sub.add_parser(
             name, help=help_, aliases=list(aliases), description=help_, conflict_handler="resolve"
@@ -217,6 +222,8 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     rest = list(argv)
     chosen = _chosen(rest, [*TOP, *GROUPS, "vm", "desktop"], _GLOBAL_WITH_VALUE)
     for group, (table, help_) in GROUPS.items():
+        if chosen is not None and chosen != group:
+            continue  # as in _add_entries: no parsers for verbs that are not run
         gp = sub.add_parser(group, help=help_, description=help_)
         if chosen == group:
             gsub = gp.add_subparsers(dest="subcommand", metavar="COMMAND", parser_class=Parser)
@@ -225,7 +232,8 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
         _add_optional(sub, "runtime.cli.vm")
     if chosen == "desktop" or chosen is None:
         _add_optional(sub, "desktop.cli")
-    _add_entries(sub, TOP, rest, _GLOBAL_WITH_VALUE)
+    if chosen is None or chosen in TOP:
+        _add_entries(sub, TOP, rest, _GLOBAL_WITH_VALUE)
     return parser
 
 

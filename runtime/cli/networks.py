@@ -50,7 +50,7 @@ def configure(verb: str, p: argparse.ArgumentParser) -> None:
         a("--no-trunc", action="store_true", help="Do not truncate the output")
         add_format(p)
     elif verb == "inspect":
-        add_format(p)
+        add_format(p, short=True)
         a("-v", "--verbose", action="store_true", help="Verbose output for diagnostics")
         a("networks", nargs="+", metavar="NETWORK")
     elif verb == "rm":

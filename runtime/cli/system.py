@@ -14,7 +14,7 @@ from runtime.cli.base import Cli, CliError, add_format, error_message, filters_f
 
 def configure(verb: str, p: argparse.ArgumentParser) -> None:
     if verb in ("version", "info"):
-        add_format(p)
+        add_format(p, short=True)
     elif verb == "events":
         p.add_argument(
             "-f",

@@ -39,7 +39,7 @@ def configure(verb: str, p: argparse.ArgumentParser) -> None:
         a("-q", "--quiet", action="store_true", help="Only display volume names")
         add_format(p)
     elif verb == "inspect":
-        add_format(p)
+        add_format(p, short=True)
         a("volumes", nargs="+", metavar="VOLUME")
     elif verb == "rm":
         a("-f", "--force", action="store_true", help="Force the removal of one or more volumes")

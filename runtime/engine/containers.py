@@ -24,6 +24,7 @@ from runtime import layout
 from runtime.api.errors import Conflict, CoveError, InvalidArgument, NotFound
 from runtime.engine import specconv
 from runtime.engine.events import EventBus
+from runtime.engine.links import link_env, parse_link
 from runtime.engine.ports import Images, Networks, Runtime, Volumes
 from runtime.engine.records import NAME_RE, Container, now_ns, random_name
 from runtime.engine.state import Op, Status, check
@@ -112,10 +113,13 @@ class ContainerService:
             try:
                 directory.mkdir(parents=True)
                 self.images.prepare_rootfs(cid, image)
+                self._plan_mounts(c, image_config)
                 c.save_config()
                 c.save_state()
             except BaseException:
                 self._names.pop(name, None)
+                with contextlib.suppress(Exception):
+                    self.volumes.release(cid, remove_anonymous=True)
                 self.images.remove_rootfs(cid)
                 shutil.rmtree(directory, ignore_errors=True)
                 raise
@@ -123,6 +127,13 @@ class ContainerService:
             self._register_name(c)
         self._event(c, "create")
         return c
+
+    def _plan_mounts(self, c: Container, image_config: dict[str, Any]) -> None:
+        """Volumes exist from create on, as in moby: inspect shows them and cp reaches them."""
+        c.spec_mounts, c.mounts_info = self.volumes.mounts_for(
+            c.id, config=c.config, host_config=c.host_config, image_config=image_config,
+            volumes_from=self._volumes_from,
+        )
 
     def _reserve_name(self, name: str) -> str:
         if not name:
@@ -187,7 +198,7 @@ class ContainerService:
                 resolve_container=self._resolve_for_network,
             )
             spec = specconv.build(
-                container_id=c.id, config=c.config, host_config=c.host_config,
+                container_id=c.id, config=self._with_link_env(c), host_config=c.host_config,
                 image_config=image_config,
                 rootfs=str(c.directory / layout.CONTAINER_ROOTFS),
                 rootfs_mounts=rootfs_mounts, mounts=(*net.mounts, *vol_mounts),
@@ -212,6 +223,24 @@ class ContainerService:
         c.oom_killed = False
         c.set_status(Status.RUNNING)
         self._watch(c)
+
+    def _with_link_env(self, c: Container) -> dict[str, Any]:
+        if not c.host_config.get("Links"):
+            return c.config
+        extra = link_env(c, self.get)
+        return {**c.config, "Env": [*extra, *(c.config.get("Env") or [])]}
+
+    def remove_link(self, ref: str) -> None:
+        """``DELETE /containers/<name>/<alias>?link=1``: forget a legacy link."""
+        parent, _, alias = ref.strip("/").rpartition("/")
+        c = self.get(parent)
+        with c.lock:
+            links = [x for x in c.host_config.get("Links") or []
+                     if parse_link(str(x))[1] != alias]
+            if len(links) == len(c.host_config.get("Links") or []):
+                raise NotFound(f"Could not find container for entity id {ref}")
+            c.host_config = {**c.host_config, "Links": links or None}
+            c.save_config()
 
     def _start_failed(self, c: Container, err: CoveError, torn_down: bool) -> None:
         """Leave nothing behind from a failed start: network, volumes' holds, runtime state."""
@@ -353,6 +382,10 @@ class ContainerService:
                 self.runtime.resume(c.id)
             else:
                 self.runtime.kill(c.id, number)
+            if number == signal_mod.SIGKILL:
+                # moby's ContainerKill waits for a SIGKILLed container to be gone.
+                first = c.exits
+                c.changed.wait_for(lambda: c.exits != first or not c.running, 10.0)
         self._event(c, "kill", signal=str(number))
 
     def restart(self, ref: str, timeout: int | None = None, sig: str | None = None) -> None:
@@ -396,9 +429,11 @@ class ContainerService:
             elif condition == "next-exit":
                 c.changed.wait_for(lambda: c.exits != first or c.removed)
             else:
+                # moby wakes not-running waiters on every exit, even one a restart
+                # policy turns into "restarting" (State.SetRestarting notifies waitStop).
                 c.changed.wait_for(
                     lambda: c.status in (Status.CREATED, Status.EXITED, Status.DEAD)
-                    or c.removed
+                    or c.removed or c.exits != first
                 )
             return c.exit_code
 

@@ -77,6 +77,7 @@ class Engine:
         for name in (
             "routes_system", "routes_containers", "routes_streams", "routes_images",
             "routes_networks", "routes_volumes", "routes_archive", "routes_build",
+            "routes_rootfs",
         ):
             try:
                 module = importlib.import_module(f"runtime.engine.{name}")

@@ -53,7 +53,7 @@ def _walk_changes(upper: Path, lowers: Sequence[Path], rel: str, skip: frozenset
     """Record changes under *rel*; True if anything under it was recorded."""
     found = False
     try:
-        names = sorted(os.listdir(upper / rel) if rel else os.listdir(upper))
+        names = sorted(os.listdir(upper / rel.lstrip("/")))
     except OSError:
         return False
     for name in names:

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from runtime.api.errors import CoveError, InvalidArgument, NotFound
+from runtime.engine.diskusage import du
 from runtime.engine.http import Request, Response, json_response, no_content
 from runtime.engine.records import Container
 from runtime.engine.router import Router
@@ -109,6 +110,13 @@ def register(router: Router, engine: Engine) -> None:
         svc.remove(req.params["id"], force=req.bool_arg("force"), volumes=req.bool_arg("v"))
         return no_content()
 
+    @router.route("DELETE", "/containers/{id}/{link}")
+    def delete_link(req: Request) -> Response:
+        if not req.bool_arg("link"):
+            raise NotFound(f"page not found: DELETE {req.path}")
+        svc.remove_link(f"{req.params['id']}/{req.params['link']}")
+        return no_content()
+
     @router.route("POST", "/containers/{id}/wait")
     def wait(req: Request) -> Response:
         c = svc.get(req.params["id"])
@@ -128,16 +136,20 @@ def register(router: Router, engine: Engine) -> None:
     def prune(req: Request) -> Response:
         filters = req.filters()
         deleted = []
+        reclaimed = 0
         for c in svc.all():
             if c.status in (Status.EXITED, Status.CREATED, Status.DEAD) and _labels_match(
                 c, filters
             ):
                 try:
+                    size = du(engine.images.rootfs_upper(c.id))
                     svc.remove(c.id, force=False, volumes=False)
                     deleted.append(c.id)
+                    reclaimed += size
                 except NotFound:
                     continue
-        return json_response({"ContainersDeleted": deleted or None, "SpaceReclaimed": 0})
+        return json_response({"ContainersDeleted": deleted or None,
+                              "SpaceReclaimed": reclaimed})
 
 
 def _explicit_status(filters: dict[str, list[str]]) -> bool:

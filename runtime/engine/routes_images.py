@@ -34,7 +34,8 @@ def register(router: Router, engine: Engine) -> None:
         store.registry_mirrors = tuple(getattr(config, "registry_mirrors", ()))
 
     def list_images(req: Request) -> Response:
-        images = views.filter_images(store, store.list(), req.filters())
+        images = views.listed(store.list(), all_=req.bool_arg("all"))
+        images = views.filter_images(store, images, req.filters())
         images.sort(key=lambda i: i.created, reverse=True)
         return json_response([views.summary(i, req.api_version) for i in images])
 

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import calendar
-import time
 from collections.abc import Callable
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from runtime.api.errors import InvalidArgument
 from runtime.engine.http import Request, Response, json_response, no_content
-from runtime.engine.logs import parse_client_time
 from runtime.engine.router import Router
 from runtime.net.model import PREDEFINED
+from runtime.net.until import until_ns
 
 if TYPE_CHECKING:
     from runtime.engine.engine import Engine
@@ -134,12 +133,11 @@ def _prune_match(n: dict[str, Any], filters: dict[str, list[str]]) -> bool:
     if not match(n, {k: v for k, v in filters.items() if k in ("label", "label!")}):
         return False
     for until in filters.get("until", []):
-        limit = parse_client_time(until) or 0
-        created = n.get("Created", "")
+        limit = until_ns(until)
         try:
-            ts = calendar.timegm(time.strptime(created.split(".")[0], "%Y-%m-%dT%H:%M:%S"))
+            created = datetime.fromisoformat(str(n.get("Created", "")).replace("Z", "+00:00"))
         except ValueError:
             continue
-        if ts * 1_000_000_000 >= limit:
-            return False
+        if created.timestamp() * 1_000_000_000 >= limit:
+            return False  # created at or after the limit: kept
     return True

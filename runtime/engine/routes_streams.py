@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import secrets
+import socket
+import struct
 import subprocess
+import termios
 import threading
 import time
 from collections.abc import Iterator
@@ -18,7 +22,7 @@ from runtime.engine import logs
 from runtime.engine.http import Request, Response, json_response
 from runtime.engine.records import Container
 from runtime.engine.router import Router, api_at_least
-from runtime.engine.splice import splice
+from runtime.engine.splice import DEFAULT_DETACH_KEYS, parse_detach_keys, splice
 from runtime.engine.state import Op, check
 from runtime.engine.views import rfc3339
 from runtime.spec import ProcessSpec
@@ -62,11 +66,23 @@ def register(router: Router, engine: Engine) -> None:
         stdout = req.bool_arg("stdout")
         stderr = req.bool_arg("stderr")
         tty = bool(c.config.get("Tty"))
-        if req.bool_arg("logs"):
-            raise InvalidArgument("attach with logs=1 is not supported; use /logs")
-        process_sock = engine.attach(c, stdin=stdin, stdout=stdout, stderr=stderr)
+        keys = parse_detach_keys(req.str_arg("detachKeys") or DEFAULT_DETACH_KEYS)
+        live = req.bool_arg("stream")
+        if not (stdin or stdout or stderr):
+            raise InvalidArgument("you must choose at least one stream")
+        replay = _log_replay(c, stdout, stderr, tty) if req.bool_arg("logs") else b""
+        process_sock = (engine.attach(c, stdin=stdin, stdout=stdout, stderr=stderr)
+                        if live else None)
         client = req.hijack(_stream_type(req, tty))
-        splice(client, process_sock, forward_stdin=stdin)
+        _let_client_read_headers(client)
+        if replay:
+            client.sendall(replay)
+        if process_sock is None:
+            with contextlib.suppress(OSError):
+                client.shutdown(socket.SHUT_RDWR)
+            return Response()
+        if splice(client, process_sock, forward_stdin=stdin, detach_keys=keys):
+            engine.events.publish("container", "detach", c.id, name=c.name, image=c.image_ref)
         return Response()
 
     @router.route("POST", "/containers/{id}/resize")
@@ -171,7 +187,8 @@ def register(router: Router, engine: Engine) -> None:
         execs[eid] = ExecRecord(
             eid, c.id, process, bool(body.get("AttachStdin")),
             bool(body.get("AttachStdout", True)), bool(body.get("AttachStderr", True)),
-            detach_keys=body.get("DetachKeys") or "",
+            # Go decodes JSON keys case-insensitively; docker-py sends "detachKeys".
+            detach_keys=body.get("DetachKeys") or body.get("detachKeys") or "",
         )
         c.exec_ids.add(eid)
         engine.events.publish("container", "exec_create: " + " ".join(process.args), c.id,
@@ -195,10 +212,13 @@ def register(router: Router, engine: Engine) -> None:
             check(Op.EXEC, c.status, c.id)
             rec.started = rec.running = True
         detach = bool(body.get("Detach"))
-        tty = rec.process.terminal or bool(body.get("Tty"))
+        # moby frames by the *start* request's Tty: a TTY exec started with Tty=false
+        # still gets its (merged) output in stdout frames.
+        tty = bool(body.get("Tty"))
+        wrap = _stdout_frames if rec.process.terminal and not tty else None
         client = None if detach else req.hijack(_stream_type(req, tty))
-        if client is not None and "python" in req.headers.get("User-Agent", "").lower():
-            time.sleep(0.05)  # docker-py reads frames only after the headers: compat-notes §a.0
+        if client is not None:
+            _let_client_read_headers(client)
         try:
             sock = engine.runtime.exec_start(c.id, rec.id, rec.process,
                                              stdin=rec.attach_stdin and not detach)
@@ -212,7 +232,9 @@ def register(router: Router, engine: Engine) -> None:
             threading.Thread(target=_drain_detached, args=(engine, rec, sock),
                              daemon=True).start()
             return Response(200, b"", content_type="text/plain")
-        splice(client, sock, forward_stdin=rec.attach_stdin)
+        keys = parse_detach_keys(rec.detach_keys or DEFAULT_DETACH_KEYS)
+        if splice(client, sock, forward_stdin=rec.attach_stdin, detach_keys=keys, wrap=wrap):
+            return Response()  # detached: the process keeps running
         _finish_exec(engine, rec)
         return Response()
 
@@ -239,6 +261,40 @@ def register(router: Router, engine: Engine) -> None:
             "OpenStderr": rec.attach_stderr, "CanRemove": False,
             "ContainerID": rec.container_id, "DetachKeys": rec.detach_keys, "Pid": rec.pid,
         })
+
+
+def _stdout_frames(data: bytes) -> bytes:
+    return logs.frame(logs.STDOUT, data)
+
+
+def _let_client_read_headers(client: socket.socket, limit: float = 1.0) -> None:
+    """Hold stream bytes until the client has read the 101 headers.
+
+    docker-py (http.client) reads the headers through a buffer and then reads
+    frames from the raw socket: whatever arrived with the headers is lost
+    (compat-notes §a.0). On a Unix socket, TIOCOUTQ counts the bytes the peer
+    has not read yet, so 0 means the headers were consumed on their own.
+    """
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        try:
+            pending = struct.unpack("i", fcntl.ioctl(client.fileno(), termios.TIOCOUTQ,
+                                                     b"\0\0\0\0"))[0]
+        except OSError:
+            return
+        if pending == 0:
+            return
+        time.sleep(0.001)
+
+
+def _log_replay(c: Container, stdout: bool, stderr: bool, tty: bool) -> bytes:
+    """What ``attach?logs=1`` sends first: the log so far, framed like the live stream."""
+    out = bytearray()
+    for e in logs.read(c.log_path, tail=None, since_ns=None, until_ns=None, follow=False,
+                       is_running=lambda: False):
+        if (e.stream == logs.STDOUT and stdout) or (e.stream == logs.STDERR and stderr):
+            out += e.data if tty else logs.frame(e.stream, e.data)
+    return bytes(out)
 
 
 def _refresh_exec(engine: Engine, rec: ExecRecord) -> None:

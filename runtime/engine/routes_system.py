@@ -60,6 +60,12 @@ def register(router: Router, engine: Engine) -> None:
 
         return Response(200, body())
 
+    @router.route("GET", "/system/df")
+    def disk_usage(req: Request) -> Response:
+        from runtime.engine.diskusage import system_df
+
+        return json_response(system_df(engine, req.api_version))
+
     for prefix in ("/swarm", "/services", "/nodes", "/tasks", "/secrets", "/configs",
                    "/plugins"):
         for template in (prefix, prefix + "/{rest:.*}"):

@@ -106,9 +106,11 @@ def inspect(c: Container, image_config: dict[str, Any]) -> dict[str, Any]:
             config[key] = image_config[key]
     config.setdefault("Labels", {})
     host_config = dict(c.host_config)
-    host_config.setdefault("LogConfig", {"Type": "json-file", "Config": {}})
-    if not (host_config.get("LogConfig") or {}).get("Type"):
-        host_config["LogConfig"] = {"Type": "json-file", "Config": {}}
+    log_config = host_config.get("LogConfig") or {}
+    if not log_config.get("Type"):
+        # An empty type means the default driver; its options still apply (moby).
+        host_config["LogConfig"] = {"Type": "json-file", "Config": log_config.get("Config") or {}}
+    host_config["Runtime"] = host_config.get("Runtime") or "runc"
     host_config["NetworkMode"] = host_config.get("NetworkMode") or "bridge"
     if host_config["NetworkMode"] == "default":
         host_config["NetworkMode"] = "bridge"

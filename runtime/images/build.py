@@ -1,20 +1,28 @@
-"""``docker import`` and ``docker commit``: one new layer plus a config, recorded in the store."""
+"""New images from one new layer plus a config: ``docker import``, ``docker commit`` and the
+public layering API the builder uses (:func:`add_layer`, :func:`add_empty_layer`).
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from runtime.api import reference
 from runtime.images.changes import apply_changes
 from runtime.images.compression import sniff
-from runtime.images.difftar import write_tree
+from runtime.images.difftar import Writer, write_tree
 from runtime.images.platforms import host
 from runtime.images.records import LAYER_MEDIA, LayerBlob
 from runtime.images.snapshots import LayerInfo
 
 if TYPE_CHECKING:
     from runtime.images.store import Image, ImageStore
+
+# A new layer: a function writing its uncompressed tar, or a stream of the tar (maybe
+# compressed), copied as is.
+LayerSource = Callable[[Writer], None] | BinaryIO
+_HISTORY_KEYS = ("created", "created_by", "author", "comment")
 
 
 def _ref(ref: str | None) -> list[str]:
@@ -34,6 +42,68 @@ def blob_layer(store: ImageStore, blob: str, diff_id: str) -> LayerBlob:
     with store.content.open(blob) as f:
         kind = sniff(f.read(4))
     return LayerBlob(blob, LAYER_MEDIA[kind], store.content.size(blob), diff_id)
+
+
+def empty_config() -> dict[str, Any]:
+    """The config of an image with no layers and no history (``FROM scratch``)."""
+    plat = host()
+    config: dict[str, Any] = {
+        "architecture": plat.architecture, "os": plat.os, "config": {},
+        "rootfs": {"type": "layers", "diff_ids": []}, "history": [],
+    }
+    if plat.variant:
+        config["variant"] = plat.variant
+    return config
+
+
+def child_config(parent: Image | None, section: dict[str, Any], history: dict[str, Any],
+                 diff_id: str | None) -> dict[str, Any]:
+    """*parent*'s config with a new ``config`` section, one more history entry and
+    (unless *diff_id* is None: a metadata-only step) one more layer."""
+    from runtime.images.store import now_rfc3339
+
+    base = json.loads(json.dumps(parent.config)) if parent else empty_config()
+    now = str(history.get("created") or now_rfc3339())
+    base.pop("container", None)
+    base.pop("container_config", None)
+    base["created"] = now
+    base["config"] = section
+    base.setdefault("rootfs", {"type": "layers", "diff_ids": []})
+    if diff_id is not None:
+        base["rootfs"]["diff_ids"] = [*base["rootfs"].get("diff_ids", []), diff_id]
+    entry = {k: history[k] for k in _HISTORY_KEYS if history.get(k)} | {"created": now}
+    if diff_id is None:
+        entry["empty_layer"] = True
+    base["history"] = [*(base.get("history") or []), entry]
+    return base
+
+
+def add_empty_layer(store: ImageStore, parent: Image | None, config: dict[str, Any],
+                    history: dict[str, Any], *, refs: Sequence[str] = ()) -> Image:
+    """An image with *parent*'s layers, the ``config`` section *config* and a history
+    entry (``created_by``, ``comment``, ``author``) marked ``empty_layer``."""
+    full = child_config(parent, config, history, None)
+    layers = list(parent.record.layers) if parent and parent.record else []
+    return store.add(_dump(full), layers, refs=refs, parent=parent.id if parent else "")
+
+
+def add_layer(store: ImageStore, parent: Image | None, source: LayerSource,
+              config: dict[str, Any], history: dict[str, Any], *,
+              refs: Sequence[str] = ()) -> Image:
+    """An image with one more layer above *parent*'s, from *source* (see LayerSource)."""
+    with store.content.ingest() as ing:
+        if callable(source):
+            source(ing)
+        else:
+            ing.copy_from(source)
+        blob = ing.commit()
+    chain = parent.chain_ids if parent else []
+    with store.lease(blob):
+        layer, info = store_layer(store, blob, chain[-1] if chain else "")
+        with store.lease(info.chain_id):
+            full = child_config(parent, config, history, info.diff_id)
+            layers = [*(parent.record.layers if parent and parent.record else ()), layer]
+            return store.add(_dump(full), layers, refs=refs, parent=parent.id if parent else "")
 
 
 def import_tar(store: ImageStore, stream: BinaryIO, ref: str | None, changes: list[str],

@@ -6,12 +6,18 @@ file to ``blobs/sha256/<hex>``. Only that rename makes a blob present, so a
 crash or a bad download never leaves a half blob that counts. An ingest named
 after its expected digest survives an interrupted download: the next writer
 re-hashes what is there and continues from its size (HTTP Range resume).
+
+A committed blob is *sealed*: its mtime is set to the epoch. Anything that
+writes to it later moves the mtime, so :meth:`ContentStore.verify` (run at
+engine start) re-hashes only blobs that lost their seal and removes those that
+no longer match their digest, instead of hashing the whole store every start.
 """
 
 from __future__ import annotations
 
 import fcntl
 import hashlib
+import logging
 import os
 import shutil
 import uuid
@@ -21,6 +27,7 @@ from typing import BinaryIO
 from runtime.api.errors import CoveError, InvalidArgument, NotFound
 from runtime.images import digest as dg
 
+log = logging.getLogger(__name__)
 _CHUNK = 1 << 20
 
 
@@ -100,6 +107,7 @@ class Ingest:
             if self.expected is not None and actual != self.expected:
                 raise DigestMismatch(f"digest mismatch: expected {self.expected}, got {actual}")
             self._file.flush()
+            os.utime(self._file.fileno(), ns=(0, 0))  # the seal (see the module doc)
             os.fsync(self._file.fileno())
             target = self._store.path(actual)
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -186,6 +194,26 @@ class ContentStore:
 
     def digests(self) -> set[str]:
         return {"sha256:" + p.name for p in (self.root / "blobs" / "sha256").iterdir()}
+
+    def verify(self) -> list[str]:
+        """Re-hash blobs whose seal is broken; delete and return those that are damaged."""
+        damaged = []
+        for path in (self.root / "blobs" / "sha256").iterdir():
+            try:
+                if path.stat().st_mtime_ns == 0:
+                    continue
+                with open(path, "rb") as f:
+                    actual = hashlib.file_digest(f, "sha256").hexdigest()
+            except FileNotFoundError:
+                continue
+            if actual == path.name:
+                os.utime(path, ns=(0, 0))  # unchanged after all (or from before seals)
+                continue
+            log.error("blob sha256:%s is damaged on disk (its content hashes to sha256:%s);"
+                      " removed", path.name, actual)
+            path.unlink(missing_ok=True)
+            damaged.append("sha256:" + path.name)
+        return damaged
 
     def clean_ingests(self) -> None:
         """Remove unnamed (non-resumable) ingests an earlier crash left behind."""

@@ -93,7 +93,8 @@ def prune(store: ImageStore, filters: dict[str, list[str]]) -> dict[str, Any]:
     deleted: list[dict[str, str]] = []
     reclaimed = 0
     for image in store.list():
-        if dangling_only and image.repo_tags:
+        # Untagged images with children are a build's intermediate steps, not dangling.
+        if dangling_only and (image.repo_tags or store.children(image.id)):
             continue
         if store.in_use(image.id) or not _labels_match(image, filters):
             continue

@@ -18,13 +18,14 @@ import collections
 import contextlib
 import datetime
 import json
+import logging
 import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from runtime.api import reference
 from runtime.api.errors import InvalidArgument, NotFound
@@ -36,6 +37,10 @@ from runtime.images.snapshots import Snapshotter
 from runtime.layout import EngineLayout
 from runtime.spec import Mount
 
+if TYPE_CHECKING:
+    from runtime.images.build import LayerSource
+
+log = logging.getLogger(__name__)
 _HEX_PREFIX = re.compile(r"^(sha256:)?[a-f0-9]{1,64}$")
 
 
@@ -106,6 +111,21 @@ class ImageStore:
         self.insecure_registries: tuple[str, ...] = ()
         self.registry_mirrors: tuple[str, ...] = ()
         self.content.clean_ingests()
+        self._forget_damaged(self.content.verify())
+
+    def _forget_damaged(self, damaged: builtins.list[str]) -> None:
+        """Drop images whose config blob is gone or was damaged on disk, so that the
+        next pull fetches them again. A missing layer blob only costs a re-download
+        (a pull checks for it) and the unpacked layer still serves containers."""
+        lost = [i for i in self._index.images if i in damaged or not self.content.has(i)]
+        for image_id in lost:
+            log.error("image %s: config blob missing or damaged; removed (pull it again)",
+                      image_id)
+            for ref in self._index.refs_of(image_id):
+                del self._index.refs[ref]
+            del self._index.images[image_id]
+        if lost:
+            self._index.save()
 
     # -- lookup --
     def get(self, ref_or_id: str) -> Image:
@@ -302,6 +322,32 @@ class ImageStore:
 
         chain = self.snapshots.active_chain(container_id)
         return mounted_view(self.snapshots.mount(container_id, chain))
+
+    # -- layering (the builder's API) --
+    def add_layer(self, parent: Image | None, source: LayerSource, config: dict[str, Any],
+                  history: dict[str, Any], *, refs: Sequence[str] = ()) -> Image:
+        """A child of *parent* with one more layer; see :func:`.build.add_layer`."""
+        from runtime.images.build import add_layer
+
+        return add_layer(self, parent, source, config, history, refs=refs)
+
+    def add_empty_layer(self, parent: Image | None, config: dict[str, Any],
+                        history: dict[str, Any], *, refs: Sequence[str] = ()) -> Image:
+        """A child of *parent* with a new config and no new layer (ENV, CMD, ...)."""
+        from runtime.images.build import add_empty_layer
+
+        return add_empty_layer(self, parent, config, history, refs=refs)
+
+    def layer_dirs(self, image: Image | None) -> builtins.list[Path]:
+        """The image's unpacked layer directories (read-only), top first."""
+        if image is None:
+            return []
+        return [self.snapshots.layer_fs(c) for c in reversed(image.chain_ids)]
+
+    def children(self, image_id: str) -> builtins.list[str]:
+        """Images recorded as built or committed on top of *image_id*."""
+        with self.lock:
+            return [i for i, rec in self._index.images.items() if rec.parent == image_id]
 
     # -- the verbs in other modules --
     def delete(self, ref_or_id: str, *, force: bool = False) -> builtins.list[dict[str, str]]:

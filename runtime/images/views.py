@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import fnmatch
 from typing import TYPE_CHECKING, Any
 
@@ -106,8 +107,23 @@ def history(store: ImageStore, image: Image) -> list[dict[str, Any]]:
     return out
 
 
+def parents(images: list[Image]) -> set[str]:
+    """IDs of the images some other image was built or committed on."""
+    return {i.record.parent for i in images if i.record and i.record.parent}
+
+
+def listed(images: list[Image], *, all_: bool) -> list[Image]:
+    """``docker images`` hides untagged images with children (intermediate build
+    steps), as moby does; ``-a`` shows them."""
+    if all_:
+        return images
+    has_children = parents(images)
+    return [i for i in images if i.repo_tags or i.repo_digests or i.id not in has_children]
+
+
 def filter_images(store: ImageStore, images: list[Image], filters: dict[str, list[str]]
                   ) -> list[Image]:
+    has_children = parents(store.list()) if filters.get("dangling") else set()
     for key in filters:
         if key not in ("dangling", "label", "label!", "reference", "before", "since", "until"):
             raise InvalidArgument(f"invalid filter '{key}'")
@@ -118,7 +134,8 @@ def filter_images(store: ImageStore, images: list[Image], filters: dict[str, lis
         dangling = filters.get("dangling")
         if dangling:
             want = dangling[-1].lower() in ("true", "1")
-            if want != (not image.repo_tags):
+            # Dangling: untagged and no image above it (intermediates are not).
+            if want != (not image.repo_tags and image.id not in has_children):
                 continue
         if not labels_match(image, filters):
             continue
@@ -147,3 +164,23 @@ def _reference_match(image: Image, patterns: list[str]) -> bool:
             if any(fnmatch.fnmatchcase(c, pattern) for c in candidates):
                 return True
     return False
+
+
+def disk_usage(store: ImageStore, images: list[Image], api_version: str,
+               containers: dict[str, int]) -> tuple[int, list[dict[str, Any]]]:
+    """``/system/df``'s image part: (LayersSize, summaries with SharedSize and Containers).
+
+    Sizes are the unpacked layer dirs; a layer counts once in LayersSize and in
+    SharedSize of every image whose chain holds it when more than one image does.
+    *containers* counts containers per image ID.
+    """
+    sizes = {info.chain_id: info.size for info in store.snapshots.layers()}
+    sharing = collections.Counter(chain for i in images for chain in set(i.chain_ids))
+    out = []
+    for image in images:
+        entry = summary(image, api_version)
+        entry["SharedSize"] = sum(sizes.get(c, 0) for c in set(image.chain_ids)
+                                  if sharing[c] > 1)
+        entry["Containers"] = containers.get(image.id, 0)
+        out.append(entry)
+    return sum(sizes.values()), out

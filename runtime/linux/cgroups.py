@@ -350,6 +350,10 @@ class CgroupV1:
         return read, write
 
     def kill_all(self) -> None:
+        if not self.pids():
+            # The usual case (PID 1 gone takes its namespace along): skip the freeze
+            # round trip. Nothing is left to fork, so an empty listing stays empty.
+            return
         # Freeze first so nothing can fork between listing and killing.
         frozen = "freezer" in self.dirs and self.dirs["freezer"].is_dir()
         if frozen:

@@ -58,6 +58,10 @@ class MonitorConfig:
     pending: tuple[tuple[socket.socket, AttachFlags], ...]  # attaches made before start
 
 
+# Files here live in the exec root (/run/cove, tmpfs: gone at reboot), so their renames need
+# no directory fsync: write_atomic(..., sync_dir=False) keeps them whole, which is enough.
+
+
 def _json_line(obj: dict[str, Any]) -> bytes:
     return json.dumps(obj).encode() + b"\n"
 
@@ -230,7 +234,7 @@ class Monitor:
             "terminal": self.spec.process.terminal,
             "started_at_ns": time.time_ns(),
         }
-        write_atomic(self.cfg.dir / STATE_NAME, json.dumps(state).encode())
+        write_atomic(self.cfg.dir / STATE_NAME, json.dumps(state).encode(), sync_dir=False)
 
     # -- loop -------------------------------------------------------------------
     def _serve(self) -> None:
@@ -277,7 +281,8 @@ class Monitor:
     def _record_exec(self, exec_id: str, pid: int, code: int) -> None:
         d = self.cfg.dir / EXECS_DIR
         d.mkdir(exist_ok=True)
-        write_atomic(d / f"{exec_id}.json", json.dumps({"pid": pid, "exit_code": code}).encode())
+        write_atomic(d / f"{exec_id}.json", json.dumps({"pid": pid, "exit_code": code}).encode(),
+                     sync_dir=False)
 
     def _finish_container(self) -> NoReturn:
         assert self.main is not None and self.main.status is not None
@@ -294,7 +299,7 @@ class Monitor:
             error = f"removing cgroup: {e}"
         exit_info = {"code": procutil.exit_code(self.main.status), "oom_killed": oom,
                      "finished_at_ns": time.time_ns(), "error": error}
-        write_atomic(self.cfg.dir / EXIT_NAME, json.dumps(exit_info).encode())
+        write_atomic(self.cfg.dir / EXIT_NAME, json.dumps(exit_info).encode(), sync_dir=False)
         clients = [*self.waiters, *self.main.clients,
                    *(c for s in self.execs.values() for c in s.clients)]
         for exec_id, session in list(self.execs.items()):

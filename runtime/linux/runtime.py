@@ -6,15 +6,17 @@ its one-line verdict. Everything else talks to the monitor over
 (``state.json``, ``exit.json``, ``execs/<exec_id>.json``), so a freshly
 constructed LinuxRuntime adopts containers a previous engine started.
 
-Monitors are the engine's children while it lives: a thread per monitor reaps
-it (no zombies even where PID 1 does not reap orphans). If the engine dies,
-they are re-parented and keep running.
+Monitors are forked by the engine's zygote (runtime.linux.zygote), which reaps
+them while the engine lives (no zombies even where PID 1 does not reap
+orphans). If the engine dies, the zygote exits and the monitors are
+re-parented and keep running.
 """
 
 from __future__ import annotations
 
 import gc
 import json
+import logging
 import os
 import select
 import shutil
@@ -46,9 +48,13 @@ from runtime.linux.monitor import (
     run_monitor,
 )
 from runtime.linux.process import security_for
+from runtime.linux.zygote import ZygoteClient, ZygoteError
 from runtime.spec import ContainerSpec, ProcessSpec, Resources, to_json
 
 START_TIMEOUT = 60.0
+log = logging.getLogger(__name__)
+# One per engine process, shared by every LinuxRuntime in it; started on first use.
+_ZYGOTE = ZygoteClient()
 _OCI_PREFIX = (
     "failed to create task for container: failed to create shim task: OCI runtime create "
     "failed: runc create failed: unable to start container process: error during container init: "
@@ -221,6 +227,21 @@ class LinuxRuntime:
             spec=spec, dir=d, cgroup=cgroup, cgroup_v2=isinstance(cgroup, CgroupV2),
             security=security, result_fd=w, pending=pending,
         )
+        try:
+            _ZYGOTE.spawn(cfg)
+            ours = None
+        except ZygoteError as e:
+            log.warning("%s; forking the monitor from the engine", e)
+            ours = self._fork_monitor(cfg, r)
+        os.close(w)
+        # The monitor has its copies of the early attaches' far ends now.
+        for sock, _ in pending:
+            sock.close()
+        return self._await_start(spec, d, ours, r)
+
+    @staticmethod
+    def _fork_monitor(cfg: MonitorConfig, r: int) -> int:
+        """The fallback when no zygote runs: fork the monitor from the engine itself."""
         pid = os.fork()
         if pid == 0:
             try:
@@ -230,24 +251,26 @@ class LinuxRuntime:
                 run_monitor(cfg)
             finally:
                 os._exit(1)
-        os.close(w)
-        # The monitor has its copies of the early attaches' far ends now.
-        for sock, _ in pending:
-            sock.close()
-        return self._await_start(spec, d, pid, r)
+        return pid
 
-    def _await_start(self, spec: ContainerSpec, d: Path, pid: int, r: int) -> int:
+    def _await_start(self, spec: ContainerSpec, d: Path, pid: int | None, r: int) -> int:
+        """The monitor's verdict; *pid* is the monitor if it is our child (else the zygote's)."""
         try:
             line = self._read_result(r)
+            if pid is None and b'"pid"' not in line:
+                # A failed monitor cleans up (cgroup) before it exits: wait for that.
+                self._read_until_eof(r)
         finally:
             os.close(r)
         reply: dict[str, Any] = json.loads(line) if line else {
             "kind": "internal", "message": "container monitor exited during start"}
         if "pid" in reply:
-            threading.Thread(target=_reap, args=(pid,), name=f"reap-{spec.id[:12]}",
-                             daemon=True).start()
+            if pid is not None:
+                threading.Thread(target=_reap, args=(pid,), name=f"reap-{spec.id[:12]}",
+                                 daemon=True).start()
             return int(reply["pid"])
-        os.waitpid(pid, 0)
+        if pid is not None:
+            os.waitpid(pid, 0)
         shutil.rmtree(d, ignore_errors=True)
         kind, message = reply.get("kind"), str(reply.get("message"))
         if kind == "not_found":
@@ -257,6 +280,14 @@ class LinuxRuntime:
         if kind == "invalid":
             raise InvalidArgument(_OCI_PREFIX + message + ": unknown")
         raise Internal(_OCI_PREFIX + message + ": unknown")
+
+    @staticmethod
+    def _read_until_eof(r: int) -> None:
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([r], [], [], left)[0] or not os.read(r, 4096):
+                return
 
     @staticmethod
     def _read_result(r: int) -> bytes:

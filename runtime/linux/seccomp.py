@@ -15,6 +15,7 @@ conditions repeating an argument index become separate rules (ORed), as runc doe
 from __future__ import annotations
 
 import ctypes
+import functools
 import json
 import os
 import platform
@@ -263,6 +264,13 @@ def compile_profile(profile: str | None, capabilities: tuple[str, ...]) -> bytes
     """BPF for *profile* (None: Docker's default; "unconfined": no filter) and these caps."""
     if profile == "unconfined":
         return None
+    return _compile_cached(profile, tuple(sorted(set(capabilities))))
+
+
+@functools.lru_cache(maxsize=32)
+def _compile_cached(profile: str | None, capabilities: tuple[str, ...]) -> bytes:
+    # Compiling Docker's default profile takes ~20 ms of libseccomp per start, and almost
+    # every container uses the same (profile text, capability set): keep the bytes.
     parsed = DEFAULT_PROFILE if profile is None else parse_profile(profile)
     return compile_bpf(parsed, set(capabilities))
 

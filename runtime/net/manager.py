@@ -21,9 +21,10 @@ from typing import Any
 from runtime.api.errors import Conflict, CoveError, Forbidden, InvalidArgument, NotFound
 from runtime.engine.events import EventBus
 from runtime.layout import CONTAINER_HOSTNAME, CONTAINER_HOSTS, CONTAINER_RESOLV, EngineLayout
-from runtime.net import _sys, files
+from runtime.net import _sys, files, forwarding
+from runtime.net.backends import make_firewall
 from runtime.net.dns import DnsServer
-from runtime.net.firewall import BridgeRules, Firewall, PortRule
+from runtime.net.firewall import BridgeRules, PortRule
 from runtime.net.ipam import mac_for, pick_subnet
 from runtime.net.model import (
     OPT_BRIDGE_NAME,
@@ -35,7 +36,7 @@ from runtime.net.model import (
     network_record,
     parse_create,
 )
-from runtime.net.plumbing import SYSCTL, Plumbing, Sandbox, read_sysctl, veth_name, write_sysctl
+from runtime.net.plumbing import Plumbing, Sandbox, veth_name
 from runtime.net.ports import Binding, PortAllocator, ports_settings, wanted_ports
 from runtime.net.store import ContainerState, Endpoint, NetworkStore, new_id
 from runtime.spec import Mount
@@ -44,7 +45,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_POOLS = [(ipaddress.IPv4Network("172.16.0.0/12"), 16),
                  (ipaddress.IPv4Network("192.168.0.0/16"), 20)]
-IP_FORWARD = f"{SYSCTL}/ip_forward"
 _BIND = ("rbind", "rprivate")
 
 
@@ -66,7 +66,7 @@ class NetworkManager:
                  bridge_cidr: str = "172.17.0.1/16", nft_table: str | None = None,
                  default_pools: list[tuple[ipaddress.IPv4Network, int]] | None = None,
                  dns_upstreams: list[tuple[str, int]] | None = None,
-                 host_resolv: str = files.HOST_RESOLV) -> None:
+                 host_resolv: str = files.HOST_RESOLV, firewall: str | None = None) -> None:
         self.layout = layout
         self.events = events
         self.bridge_name = bridge_name
@@ -77,7 +77,8 @@ class NetworkManager:
         self._lock = threading.RLock()
         self.store = NetworkStore(layout.network)
         # One table per engine instance: a test engine (own bridge) never touches the real one.
-        self.fw = Firewall(nft_table or table_for(bridge_name))
+        # nftables, or iptables where it is missing (backends.py; COVE_FIREWALL forces one).
+        self.fw = make_firewall(nft_table or table_for(bridge_name), firewall)
         self._plumbing: Plumbing | None = None
         self._dns: DnsServer | None = None
         self._fw_ready = False
@@ -205,17 +206,11 @@ class NetworkManager:
             self._enable_forwarding()
 
     def _enable_forwarding(self) -> None:
-        """Turn on ip_forward if off, remembering to restore it when we clean up."""
-        marker = self.layout.network / "ip_forward.restore"
-        if read_sysctl(IP_FORWARD) != "1":
-            marker.write_text("0")
-            write_sysctl(IP_FORWARD, "1")
+        """ip_forward on while our NAT'ed bridges are up (host-wide refcount: forwarding.py)."""
+        forwarding.hold(str(self.layout.exec_root))
 
     def _restore_forwarding(self) -> None:
-        marker = self.layout.network / "ip_forward.restore"
-        if marker.exists():
-            write_sysctl(IP_FORWARD, marker.read_text().strip() or "0")
-            marker.unlink()
+        forwarding.release(str(self.layout.exec_root))
 
     def _netns_dir(self) -> Path:
         d = self.layout.netns
@@ -228,7 +223,7 @@ class NetworkManager:
     @property
     def dns(self) -> DnsServer:
         if self._dns is None:
-            self._dns = DnsServer(self._resolve_name, self._upstreams)
+            self._dns = DnsServer(self._resolve_name, self._upstreams, reverse=self._resolve_ip)
         return self._dns
 
     # ------------------------------------------------------------------ engine lifecycle
@@ -611,12 +606,35 @@ class NetworkManager:
                         found.append(ipaddress.IPv4Address(ep.ip))
             return found or None
 
-    def _upstreams(self, container_id: str) -> list[tuple[str, int]]:
-        if self._dns_upstreams is not None:
-            return list(self._dns_upstreams)
+    def _resolve_ip(self, container_id: str, ip: ipaddress.IPv4Address) -> str | None:
+        """PTR: ``name.network`` of the container holding *ip* on one of the asker's
+        user networks (Docker's answer), else None (forwarded)."""
+        wanted = str(ip)
         with self._lock:
             st = self.states.get(container_id)
+            if st is None:
+                return None
+            for net_id in st.endpoints:
+                net = self.nets.get(net_id)
+                if net is None or not net.user_defined:
+                    continue
+                for other in self.states.values():
+                    ep = other.endpoints.get(net_id)
+                    if ep is not None and ep.ip == wanted:
+                        return f"{other.name}.{net.name}"
+            return None
+
+    def _upstreams(self, container_id: str) -> list[tuple[str, int]]:
+        """Where unknown names go; none for a container only on --internal networks
+        (Docker does not proxy DNS out of those: the asker gets SERVFAIL)."""
+        with self._lock:
+            st = self.states.get(container_id)
+            nets = [self.nets[n] for n in (st.endpoints if st else {}) if n in self.nets]
+            if nets and all(n.internal for n in nets):
+                return []
             dns = list(st.dns) if st else []
+        if self._dns_upstreams is not None:
+            return list(self._dns_upstreams)
         host = files.read_host_resolv(self._host_resolv_path)
         return [(s, 53) for s in files.upstream_servers(host, dns)]
 

@@ -20,9 +20,11 @@ non-loopback address).
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
+import tarfile
 import tempfile
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
@@ -107,9 +109,42 @@ def busybox_tar(into: Path) -> Path:
     return out
 
 
+# What alpine's base image has and busybox's does not, that the suite relies on
+# (``exec_create(user='postgres')``, ``workdir='/var/opt'``).
+ALPINE_USERS = "postgres:x:70:70::/var/lib/postgresql:/bin/sh\n"
+ALPINE_GROUPS = "postgres:x:70:\n"
+ALPINE_DIRS = ("opt", "mnt", "srv", "media", "run", "var/opt", "var/lib", "var/log",
+               "var/cache", "var/tmp", "var/lib/postgresql")
+
+
+def alpine_like(busybox: Path, into: Path) -> Path:
+    """The busybox rootfs with alpine's extra users and directories."""
+    out = into / "alpine-like.tar"
+    with tarfile.open(busybox) as src, tarfile.open(out, "w") as dst:
+        names = set()
+        for member in src.getmembers():
+            names.add(member.name.strip("./"))
+            data = src.extractfile(member) if member.isreg() else None
+            extra = {"etc/passwd": ALPINE_USERS, "etc/group": ALPINE_GROUPS}.get(
+                member.name.strip("./"))
+            if data is not None and extra:
+                content = data.read() + extra.encode()
+                member.size = len(content)
+                dst.addfile(member, io.BytesIO(content))
+            else:
+                dst.addfile(member, data)
+        for d in ALPINE_DIRS:
+            if d not in names:
+                info = tarfile.TarInfo(d)
+                info.type, info.mode = tarfile.DIRTYPE, 0o755
+                dst.addfile(info)
+    return out
+
+
 def preload(engine: EngineProcess, tar: Path) -> None:
+    alpine = alpine_like(tar, tar.parent)
     for repo, tag in IMAGES:
-        engine.import_image(tar, repo, tag)
+        engine.import_image(alpine if repo == "alpine" else tar, repo, tag)
 
 
 def pytest_argv(checkout: Path, junit: Path, extra: list[str]) -> list[str]:

@@ -55,8 +55,9 @@ class Registry:
         return data
 
 
-def start_registry(tmp: Path, auth: str = "") -> Registry:
-    """docker-registry on 127.0.0.1:<free port>; *auth* is a YAML ``auth:`` block or ""."""
+def start_registry(tmp: Path, auth: str = "", tls: tuple[Path, Path] | None = None) -> Registry:
+    """docker-registry on 127.0.0.1:<free port>; *auth* is a YAML ``auth:`` block or "";
+    *tls* (certificate, key) serves HTTPS instead of HTTP."""
     port = free_port()
     root = tmp
     (root / "data").mkdir(parents=True, exist_ok=True)
@@ -66,7 +67,8 @@ def start_registry(tmp: Path, auth: str = "") -> Registry:
         "log:\n  level: error\n  accesslog:\n    disabled: true\n"
         f"storage:\n  filesystem:\n    rootdirectory: {root / 'data'}\n"
         "  delete:\n    enabled: true\n"
-        f"http:\n  addr: 127.0.0.1:{port}\n" + auth
+        f"http:\n  addr: 127.0.0.1:{port}\n"
+        + (f"  tls:\n    certificate: {tls[0]}\n    key: {tls[1]}\n" if tls else "") + auth
     )
     proc = subprocess.Popen(["docker-registry", "serve", str(config)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -7,6 +7,7 @@ Everything a test creates lives on bridges and namespaces the manager made;
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import struct
@@ -20,6 +21,7 @@ import pytest
 
 from runtime.engine.events import EventBus
 from runtime.layout import EngineLayout
+from runtime.net.iptables import chain_prefix
 
 BRIDGE = f"cvt{os.getpid() % 100000}"
 TABLE = f"covetest{os.getpid()}"
@@ -28,37 +30,63 @@ POOLS = "10.232.0.0/16"
 
 
 class FakeUpstream:
-    """A DNS server on 127.0.0.1 that answers every A query with 127.0.0.7."""
+    """A DNS server on 127.0.0.1 (UDP and TCP, same port): A queries get 127.0.0.7, names
+    starting with ``nx`` an authoritative NXDOMAIN. It records what it was asked."""
 
     def __init__(self) -> None:
+        self.tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.tcp.bind(("127.0.0.1", 0))
+        self.tcp.listen(8)
+        self.port = self.tcp.getsockname()[1]
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
+        self.sock.bind(("127.0.0.1", self.port))
         self.queries: list[bytes] = []
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
+        self.tcp_queries: list[bytes] = []
+        for target in (self._serve, self._serve_tcp):
+            threading.Thread(target=target, daemon=True).start()
+
+    def reply(self, data: bytes) -> bytes | None:
+        import ipaddress
+
+        from runtime.net.dns import answer, failure, parse_question
+
+        parsed = parse_question(data)
+        if parsed is None:
+            return None
+        if parsed[0].startswith("nx"):
+            reply = bytearray(failure(data, 3))
+            reply[2] |= 0x04  # authoritative
+            return bytes(reply)
+        return answer(data, parsed[2], parsed[1], [ipaddress.IPv4Address("127.0.0.7")])
 
     def _serve(self) -> None:
-        from runtime.net.dns import answer, parse_question
-
         while True:
             try:
                 data, addr = self.sock.recvfrom(4096)
             except OSError:
                 return
             self.queries.append(data)
-            parsed = parse_question(data)
-            if parsed:
-                import ipaddress
-
-                reply = answer(data, parsed[2], parsed[1], [ipaddress.IPv4Address("127.0.0.7")])
-                try:
+            reply = self.reply(data)
+            if reply is not None:
+                with contextlib.suppress(OSError):
                     self.sock.sendto(reply, addr)
-                except OSError:
-                    return
+
+    def _serve_tcp(self) -> None:
+        from runtime.net.dns import read_tcp_message, tcp_frame
+
+        while True:
+            try:
+                conn, _ = self.tcp.accept()
+            except OSError:
+                return
+            with conn, contextlib.suppress(OSError, ConnectionError):
+                data = read_tcp_message(conn)
+                self.tcp_queries.append(data)
+                conn.sendall(tcp_frame(self.reply(data) or b""))
 
     def close(self) -> None:
         self.sock.close()
+        self.tcp.close()
 
 
 @pytest.fixture
@@ -73,8 +101,16 @@ def layout(tmp_path: Path) -> EngineLayout:
     return EngineLayout(tmp_path / "data", tmp_path / "exec")
 
 
+@pytest.fixture(params=["nftables", "iptables"])
+def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every manager test runs on both packet-filter backends (backends.py reads the env)."""
+    choice = str(request.param)
+    monkeypatch.setenv("COVE_FIREWALL", choice)
+    return choice
+
+
 @pytest.fixture
-def manager(layout: EngineLayout, upstream: FakeUpstream) -> Iterator[Any]:
+def manager(layout: EngineLayout, upstream: FakeUpstream, backend: str) -> Iterator[Any]:
     import ipaddress
 
     from runtime.net.manager import NetworkManager
@@ -89,6 +125,17 @@ def manager(layout: EngineLayout, upstream: FakeUpstream) -> Iterator[Any]:
     finally:
         m.purge()
         assert Path("/proc/sys/net/ipv4/ip_forward").read_text() == forward_before
+
+
+def our_iptables_rules() -> str:
+    """Every line of iptables-save (both tables) that mentions this test's chains."""
+    prefix = chain_prefix(TABLE)
+    out = ""
+    for table in ("nat", "filter"):
+        text = subprocess.run(["iptables-save", "-t", table], capture_output=True,
+                              text=True).stdout
+        out += "".join(ln + "\n" for ln in text.splitlines() if prefix in ln)
+    return out
 
 
 def in_ns(netns: str, *argv: str, timeout: float = 10,
@@ -109,8 +156,8 @@ def cid(n: int) -> str:
     return f"{n:x}".rjust(2, "0") * 32
 
 
-def dns_query(name: str) -> bytes:
+def dns_query(name: str, qtype: int = 1) -> bytes:
     q = struct.pack("!HHHHHH", 0x1234, 0x0100, 1, 0, 0, 0)
     for label in name.split("."):
         q += bytes([len(label)]) + label.encode()
-    return q + b"\0" + struct.pack("!HH", 1, 1)
+    return q + b"\0" + struct.pack("!HH", qtype, 1)

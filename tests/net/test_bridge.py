@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from runtime.api.errors import Conflict, Forbidden
-from tests.net.conftest import BRIDGE, TABLE, cid, dns_query, in_ns, setup
+from tests.net.conftest import BRIDGE, TABLE, cid, dns_query, in_ns, our_iptables_rules, setup
 
 pytestmark = pytest.mark.root
 
@@ -257,10 +257,11 @@ def test_nothing_left_after_teardown_and_purge(manager: Any, layout: Any) -> Non
     assert not any(v in links for v in veths) and BRIDGE not in links
     tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
     assert TABLE not in tables
+    assert our_iptables_rules() == ""  # chains and jumps: the last network took them along
     assert str(layout.netns) not in Path("/proc/self/mountinfo").read_text()
 
 
-def test_restore_cleans_what_a_crash_left(layout: Any, upstream: Any) -> None:
+def test_restore_cleans_what_a_crash_left(layout: Any, upstream: Any, backend: str) -> None:
     import ipaddress
 
     from runtime.engine.events import EventBus
@@ -287,3 +288,17 @@ def test_restore_cleans_what_a_crash_left(layout: Any, upstream: Any) -> None:
         second.purge()
     finally:
         first.purge()
+
+
+def test_backend_in_use_carries_the_rules(manager: Any, backend: str) -> None:
+    from runtime.net.iptables import IptablesFirewall
+
+    setup(manager, cid(31), PortBindings={"80/tcp": [{"HostPort": "18233"}]})
+    nft = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
+    rules = our_iptables_rules()
+    if backend == "iptables":
+        assert isinstance(manager.fw, IptablesFirewall) and TABLE not in nft
+        assert "--dport 18233" in rules and "-A FORWARD -j " in rules
+        assert "-A PREROUTING -m addrtype --dst-type LOCAL -j " in rules
+    else:
+        assert TABLE in nft and rules == "" and "18233" in manager.fw.listing()

@@ -164,6 +164,11 @@ class LibvirtHypervisor:
         dom = self._lookup(spec.name)
         if dom is not None and dom.isActive():
             raise Conflict(f"vm {spec.name} is running")
+        if dom is not None:  # redefine from the new spec (ports, image) rather than merge
+            try:
+                dom.undefine()
+            except libvirt.libvirtError as e:
+                raise Internal(f"libvirt undefine {spec.name}: {e.get_error_message()}") from e
         accel = accelmod.choose(spec.accel)
         self.accel_used = accel
         make_overlay(spec.root_image, spec.root_overlay)

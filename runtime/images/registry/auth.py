@@ -29,6 +29,10 @@ class Unauthorized(CoveError):
     status = 401
 
 
+class TokenRefused(Unauthorized):
+    """The token server itself said no (bad credentials, or no anonymous access)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Credentials:
     username: str = ""
@@ -106,7 +110,7 @@ class Authorizer:
         headers = {} if self.creds.anonymous else {"Authorization": self.creds.basic()}
         status, body = transport.fetch_url(url, headers)
         if status in (401, 403):
-            raise Unauthorized("unauthorized: incorrect username or password"
+            raise TokenRefused("unauthorized: incorrect username or password"
                                if not self.creds.anonymous else "unauthorized: access denied")
         if status != 200:
             raise CoveError(f"token server answered {status}")

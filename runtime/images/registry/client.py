@@ -1,13 +1,16 @@
 """HTTP to one registry (OCI distribution spec) on http.client: auth retries, redirects, errors.
 
 One :class:`Transport` per thread (it holds a keep-alive connection); the
-:class:`Authorizer` is shared. Loopback registries (127.0.0.0/8, ::1,
-localhost) and the engine's insecure registries are spoken to over plain HTTP,
-as Docker does; everything else over TLS with the system CAs.
+:class:`Authorizer` is shared. Insecure registries (the engine's
+``--insecure-registry`` list, plus loopback: 127.0.0.0/8, ::1, localhost) are
+tried over HTTPS without certificate checks first and over plain HTTP when
+that fails, as Docker does; everything else only over TLS with the system CAs.
+Docker Hub pulls go to each configured mirror in order, then to Docker Hub.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import http.client
 import ipaddress
 import json
@@ -16,6 +19,7 @@ import socket
 import ssl
 import urllib.parse
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from runtime.api import reference
@@ -29,6 +33,7 @@ log = logging.getLogger(__name__)
 TIMEOUT = 60.0
 DOCKER_HUB = "registry-1.docker.io"
 USER_AGENT = "cove/0.1 (docker-compatible)"
+_SEND_BLOCK = 256 << 10
 
 
 class RegistryError(CoveError):
@@ -45,23 +50,47 @@ def is_insecure(host: str, insecure: tuple[str, ...]) -> bool:
         return False
 
 
-def endpoint(store: ImageStore, domain: str, *, for_pull: bool) -> tuple[str, str]:
-    """(scheme, host:port) to talk to for *domain*; Docker Hub may go to a mirror for pulls."""
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """Where to send a registry's requests. *insecure*: no certificate checks, and
+    plain HTTP when the HTTPS handshake fails."""
+
+    scheme: str
+    host: str
+    insecure: bool = False
+    mirror: bool = False
+    probed: bool = False  # the scheme of an insecure endpoint is already decided
+
+
+def endpoints(store: ImageStore, domain: str, *, for_pull: bool) -> list[Endpoint]:
+    """Endpoints to try for *domain*, in order: Docker Hub's mirrors for pulls, then the origin."""
     if domain == reference.DEFAULT_DOMAIN:
-        if for_pull and store.registry_mirrors:
-            url = urllib.parse.urlsplit(store.registry_mirrors[0])
-            return url.scheme or "https", url.netloc or url.path
-        return "https", DOCKER_HUB
-    scheme = "http" if is_insecure(domain, store.insecure_registries) else "https"
-    return scheme, domain
+        out = []
+        for mirror in store.registry_mirrors if for_pull else ():
+            url = urllib.parse.urlsplit(mirror if "://" in mirror else "https://" + mirror)
+            host = url.netloc
+            insecure = url.scheme == "http" or is_insecure(host, store.insecure_registries)
+            # An http:// mirror is taken at its word: no HTTPS probe.
+            out.append(Endpoint(url.scheme or "https", host, insecure, mirror=True,
+                                probed=url.scheme == "http"))
+        return [*out, Endpoint("https", DOCKER_HUB)]
+    return [Endpoint("https", domain, is_insecure(domain, store.insecure_registries))]
 
 
 class Transport:
     def __init__(self, store: ImageStore, domain: str, auth: Authorizer, *,
-                 for_pull: bool = True) -> None:
-        self.scheme, self.host = endpoint(store, domain, for_pull=for_pull)
+                 for_pull: bool = True, at: Endpoint | None = None) -> None:
+        self.endpoint = at or endpoints(store, domain, for_pull=for_pull)[-1]
+        self.scheme, self.host = self.endpoint.scheme, self.endpoint.host
         self.auth = auth
         self._conn: http.client.HTTPConnection | None = None
+        self._probed = not self.endpoint.insecure or self.endpoint.probed
+
+    def resolved(self) -> Endpoint:
+        """This transport's endpoint with the scheme it settled on (for sibling threads)."""
+        if not self._probed:  # benign if two threads race: both find the same scheme
+            self.scheme, self._probed = probe_scheme(self.host), True
+        return dataclasses.replace(self.endpoint, scheme=self.scheme, probed=True)
 
     def close(self) -> None:
         if self._conn is not None:
@@ -69,8 +98,9 @@ class Transport:
             self._conn = None
 
     def _connection(self) -> http.client.HTTPConnection:
+        self.resolved()
         if self._conn is None:
-            self._conn = _connect(self.scheme, self.host)
+            self._conn = _connect(self.scheme, self.host, verify=not self.endpoint.insecure)
         return self._conn
 
     def request(self, method: str, path: str, headers: Mapping[str, str] | None = None,
@@ -155,11 +185,36 @@ def open_url(url: str, headers: Mapping[str, str], method: str = "GET"
     raise RegistryError(f"too many redirects fetching {urllib.parse.urlsplit(url).netloc}")
 
 
-def _connect(scheme: str, host: str) -> http.client.HTTPConnection:
+def _connect(scheme: str, host: str, *, verify: bool = True) -> http.client.HTTPConnection:
+    # blocksize: how much of a file body http.client reads per send (default 8 KiB).
     if scheme == "http":
-        return http.client.HTTPConnection(host, timeout=TIMEOUT)
-    return http.client.HTTPSConnection(host, timeout=TIMEOUT,
-                                       context=ssl.create_default_context())
+        return http.client.HTTPConnection(host, timeout=TIMEOUT, blocksize=_SEND_BLOCK)
+    context = ssl.create_default_context()
+    if not verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return http.client.HTTPSConnection(host, timeout=TIMEOUT, context=context,
+                                       blocksize=_SEND_BLOCK)
+
+
+def probe_scheme(host: str) -> str:
+    """"https" when *host* completes a TLS handshake (certificate unchecked), else "http".
+
+    Docker's --insecure-registry rule. Only the handshake decides: a server that
+    is down fails the same way over either scheme, so it keeps "https".
+    """
+    conn = _connect("https", host, verify=False)
+    conn.timeout = 10
+    try:
+        conn.connect()
+        return "https"
+    except (ssl.SSLError, ConnectionResetError, http.client.HTTPException):
+        log.debug("registry %s: no TLS, using plain HTTP", host)
+        return "http"
+    except OSError:
+        return "https"
+    finally:
+        conn.close()
 
 
 def _describe(e: BaseException) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import concurrent.futures
 import http.client
 import json
+import logging
 import queue
 import threading
 from collections.abc import Callable, Iterator
@@ -25,13 +26,21 @@ from runtime.images import platforms
 from runtime.images.build import blob_layer
 from runtime.images.content import DigestMismatch
 from runtime.images.records import LayerBlob
-from runtime.images.registry.auth import Authorizer, Credentials
-from runtime.images.registry.client import RegistryError, Transport, check, open_url
+from runtime.images.registry.auth import Authorizer, Credentials, TokenRefused, Unauthorized
+from runtime.images.registry.client import (
+    Endpoint,
+    RegistryError,
+    Transport,
+    check,
+    endpoints,
+    open_url,
+)
 from runtime.images.registry.progress import Message, Throttle, progress, status
 
 if TYPE_CHECKING:
     from runtime.images.store import ImageStore, Lease
 
+log = logging.getLogger(__name__)
 MEDIA_DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 MEDIA_DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
 MEDIA_OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -55,17 +64,36 @@ def pull_messages(store: ImageStore, ref: Reference, creds: Credentials | None,
     """The pull as moby's progress stream; raises CoveError (in band once started)."""
     plat = platforms.parse(platform)
     auth = Authorizer(creds, [f"repository:{ref.path}:pull"])
-    transport = Transport(store, ref.domain, auth)
+    transport, manifest = _resolve_any(store, ref, plat, auth)
     try:
         with store.lease() as lease:
-            yield from _pull(store, ref, plat, transport, lease)
+            yield from _pull(store, ref, manifest, transport, lease)
     finally:
         transport.close()
 
 
-def _pull(store: ImageStore, ref: Reference, plat: platforms.Platform, t: Transport,
+def _resolve_any(store: ImageStore, ref: Reference, plat: platforms.Platform,
+                 auth: Authorizer) -> tuple[Transport, Manifest]:
+    """The manifest from the first endpoint that has it: mirrors in order, then the origin.
+
+    A mirror that is down, refuses us or lacks the image is skipped (Docker's
+    fallback); the origin's error is the one reported.
+    """
+    candidates = endpoints(store, ref.domain, for_pull=True)
+    for i, at in enumerate(candidates):
+        t = Transport(store, ref.domain, auth, at=at)
+        try:
+            return t, resolve(t, ref, plat)
+        except CoveError as e:
+            t.close()
+            if not at.mirror or i == len(candidates) - 1:
+                raise
+            log.info("mirror %s: %s; trying the next endpoint", at.host, e.message)
+    raise AssertionError("unreachable: the origin is always the last endpoint")
+
+
+def _pull(store: ImageStore, ref: Reference, manifest: Manifest, t: Transport,
           lease: Lease) -> Iterator[Message]:
-    manifest = resolve(t, ref, plat)
     layer_descs = manifest.doc.get("layers") or []
     config_desc = manifest.doc.get("config") or {}
     yield status(f"Pulling from {ref.path}", ref.tag or ref.digest or "latest")
@@ -86,7 +114,7 @@ def _pull(store: ImageStore, ref: Reference, plat: platforms.Platform, t: Transp
         else:
             todo.append(i)
             yield status("Pulling fs layer", dg.short(desc["digest"]))
-    job = _Job(store, ref, auth=t.auth, lease=lease)
+    job = _Job(store, ref, auth=t.auth, lease=lease, at=t.resolved())
     yield from job.run(todo, layer_descs, diff_ids, chains)
     for i, layer in job.results.items():
         layers[i] = layer
@@ -136,13 +164,21 @@ def resolve(t: Transport, ref: Reference, plat: platforms.Platform) -> Manifest:
 
 def fetch_manifest(t: Transport, ref: Reference, tag_or_digest: str) -> Manifest:
     path = f"/v2/{ref.path}/manifests/{tag_or_digest}"
-    resp = t.request("GET", path, {"Accept": ACCEPT})
+    denied = NotFound(f"pull access denied for {ref.familiar_name}, repository does not exist"
+                      " or may require 'docker login'")
+    try:
+        resp = t.request("GET", path, {"Accept": ACCEPT})
+    except TokenRefused:
+        raise
+    except Unauthorized:
+        if t.auth.creds.anonymous:  # a token, but not for this repo: moby's words
+            raise denied from None
+        raise
     body = resp.read(_MAX_MANIFEST + 1)
     if resp.status == 404:
         raise NotFound(f"manifest for {ref.familiar()} not found: manifest unknown")
     if resp.status in (401, 403):
-        raise NotFound(f"pull access denied for {ref.familiar_name}, repository does not exist"
-                       " or may require 'docker login'")
+        raise denied
     check(resp, body, f"manifest {ref.familiar()}")
     if len(body) > _MAX_MANIFEST:
         raise InvalidArgument("manifest too large")
@@ -233,8 +269,8 @@ class _Job:
     """The concurrent part of a pull: download + unpack of each missing layer."""
 
     def __init__(self, store: ImageStore, ref: Reference, *, auth: Authorizer,
-                 lease: Lease) -> None:
-        self.store, self.ref, self.auth, self.lease = store, ref, auth, lease
+                 lease: Lease, at: Endpoint) -> None:
+        self.store, self.ref, self.auth, self.lease, self.at = store, ref, auth, lease, at
         self.messages: queue.Queue[Message] = queue.Queue()
         self.cancel = threading.Event()
         self.results: dict[int, LayerBlob] = {}
@@ -272,7 +308,7 @@ class _Job:
         self.lease.add(digest)
         chain = dg.chain_ids([parent, diff_id])[1] if parent else diff_id
         self.lease.add(chain)
-        t = Transport(self.store, self.ref.domain, self.auth)
+        t = Transport(self.store, self.ref.domain, self.auth, at=self.at)
         try:
             throttle = Throttle()
 

@@ -1,0 +1,199 @@
+"""``cove vm``: the Linux VM that runs the engine on macOS/Windows (works on Linux too).
+
+Verbs: ``image build``, ``start``, ``stop``, ``status``, ``rm``, ``ssh``, ``logs``. vmhost
+(paramiko, libvirt) is imported inside the handlers only, so this module imports anywhere.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import asdict
+from typing import Any
+
+from runtime.api.errors import CoveError
+
+
+def _fail(e: CoveError) -> int:
+    print(f"cove vm: {e}", file=sys.stderr)
+    return e.exit_code
+
+
+def _image_build(args: argparse.Namespace) -> int:
+    from vmhost import guestimage
+
+    try:
+        image = guestimage.build(force=args.force, mirror=args.mirror)
+        info: dict[str, Any] = guestimage.summary(image)
+        if not args.no_compress:
+            info["compressed_zstd_bytes"] = guestimage.compressed_size(image)
+    except CoveError as e:
+        return _fail(e)
+    if args.json:
+        print(json.dumps(info, indent=1, sort_keys=True))
+        return 0
+    files = info["files"]
+    print(f"guest image {image.key} in {info['dir']}")
+    for name, f in sorted(files.items()):
+        mib, alloc = f["size"] / 2**20, f["allocated"] / 2**20
+        print(f"  {name:12} {mib:8.1f} MiB  ({alloc:.1f} MiB allocated)")
+    if "compressed_zstd_bytes" in info:
+        print(
+            f"  compressed (zstd -10, all files): {info['compressed_zstd_bytes'] / 2**20:.1f} MiB"
+        )
+    return 0
+
+
+def _config(args: argparse.Namespace) -> Any:
+    from vmhost import instance
+
+    try:
+        return instance.load(args.name)
+    except CoveError:
+        return instance.InstanceConfig(
+            name=args.name, cpus=args.cpus, memory_mib=args.memory, disk_gib=args.disk,
+            accel=args.accel, shares=tuple(os.path.abspath(s) for s in args.share),
+        )  # fmt: skip
+
+
+def _start(args: argparse.Namespace) -> int:
+    from vmhost import control
+
+    def show(ev: Any) -> None:
+        if not args.quiet:
+            t = ev.data.get("t")
+            print(f"vm {args.name}: {ev.kind}" + (f" ({t:.1f}s)" if t is not None else ""),
+                  file=sys.stderr)  # fmt: skip
+
+    try:
+        sock = control.start(_config(args), timeout=args.timeout, on_event=show)
+    except CoveError as e:
+        return _fail(e)
+    print(f"unix://{sock}")
+    return 0
+
+
+def _stop(args: argparse.Namespace) -> int:
+    from vmhost import control
+
+    try:
+        control.stop(args.name)
+    except CoveError as e:
+        return _fail(e)
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    from vmhost import control, instance
+
+    try:
+        names = [args.name] if args.name else instance.names()
+        infos = [control.status(n) for n in names]
+    except CoveError as e:
+        return _fail(e)
+    if args.json:
+        print(json.dumps([asdict(i) for i in infos], indent=1))
+        return 0
+    print(f"{'NAME':12} {'STATE':9} {'ACCEL':5} {'CPUS':4} {'MEMORY':7} {'QEMU RSS':9} SOCKET")
+    for i in infos:
+        rss = f"{i.host_rss_bytes / 2**20:.0f}MiB" if i.host_rss_bytes else "-"
+        print(f"{i.name:12} {i.state:9} {i.accel or '-':5} {i.cpus:<4} {i.memory_mib:<7} "
+              f"{rss:9} {i.socket or '-'}")  # fmt: skip
+    return 0
+
+
+def _rm(args: argparse.Namespace) -> int:
+    from vmhost import control
+
+    try:
+        control.remove(args.name, force=args.force)
+    except CoveError as e:
+        return _fail(e)
+    return 0
+
+
+def _ssh(args: argparse.Namespace) -> int:
+    from vmhost import control
+
+    try:
+        argv = control.ssh_argv(
+            args.name, args.command, tty=sys.stdin.isatty() and not args.command
+        )
+    except CoveError as e:
+        return _fail(e)
+    if shutil.which("ssh") is None:
+        print("cove vm ssh: no OpenSSH client on PATH", file=sys.stderr)
+        return 127
+    return subprocess.call(argv)
+
+
+def _logs(args: argparse.Namespace) -> int:
+    from vmhost import layout
+
+    lay = layout.InstanceLayout.named(args.name)
+    path = {"serial": lay.serial_log, "supervisor": lay.supervisor_log, "events": lay.events}[
+        args.which
+    ]
+    try:
+        with open(path, "rb") as f:
+            sys.stdout.buffer.write(f.read())
+    except FileNotFoundError:
+        print(f"cove vm logs: {path} does not exist yet", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _handler(fn: Callable[[argparse.Namespace], int]) -> Callable[..., int]:
+    """Accept both ``func(args)`` (the brief) and ``func(cli, args)`` (runtime.cli.main)."""
+
+    def call(*params: Any) -> int:
+        return fn(params[-1])
+
+    return call
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    vm = subparsers.add_parser("vm", help="Manage the Linux VM that runs the engine")
+    sub = vm.add_subparsers(dest="vm_verb", metavar="COMMAND", required=True)
+
+    image = sub.add_parser("image", help="Guest image")
+    isub = image.add_subparsers(dest="vm_image_verb", metavar="COMMAND", required=True)
+    build = isub.add_parser("build", help="Build the guest image with mmdebstrap (cached)")
+    build.add_argument("--force", action="store_true", help="rebuild even when cached")
+    build.add_argument("--mirror", default="http://deb.debian.org/debian")
+    build.add_argument("--no-compress", action="store_true", help="skip the zstd size report")
+    build.add_argument("--json", action="store_true")
+    build.set_defaults(func=_handler(_image_build))
+
+    def named(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument("name", nargs="?", default="default")
+        return p
+
+    start = named(sub.add_parser("start", help="Create and boot the VM; print its Docker socket"))
+    start.add_argument("--cpus", type=int, default=2)
+    start.add_argument("--memory", type=int, default=1024, help="MiB")
+    start.add_argument("--disk", type=int, default=20, help="data disk GiB (sparse)")
+    start.add_argument("--accel", choices=("auto", "kvm", "tcg"), default="auto")
+    start.add_argument("--share", action="append", default=[], help="host dir to share (virtiofs)")
+    start.add_argument("--timeout", type=float, default=600.0)
+    start.add_argument("-q", "--quiet", action="store_true")
+    start.set_defaults(func=_handler(_start))
+    named(sub.add_parser("stop", help="Power the VM off")).set_defaults(func=_handler(_stop))
+    status = sub.add_parser("status", help="Show VMs")
+    status.add_argument("name", nargs="?")
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(func=_handler(_status))
+    rm = named(sub.add_parser("rm", help="Delete the VM and its data disk"))
+    rm.add_argument("-f", "--force", action="store_true", help="stop it first if running")
+    rm.set_defaults(func=_handler(_rm))
+    ssh = named(sub.add_parser("ssh", help="Open a shell (or run a command) in the VM"))
+    ssh.add_argument("command", nargs=argparse.REMAINDER)
+    ssh.set_defaults(func=_handler(_ssh))
+    logs = named(sub.add_parser("logs", help="Print the VM's console (or supervisor) log"))
+    logs.add_argument("--which", choices=("serial", "supervisor", "events"), default="serial")
+    logs.set_defaults(func=_handler(_logs))

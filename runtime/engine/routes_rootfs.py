@@ -1,0 +1,104 @@
+"""Endpoints over a container's root filesystem: changes (diff), export, and commit."""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+from runtime.api import reference
+from runtime.api.errors import InvalidArgument
+from runtime.engine import rootfs
+from runtime.engine.http import Request, Response, json_response
+from runtime.engine.records import Container
+from runtime.engine.router import Router
+from runtime.engine.specconv import merge_env
+
+if TYPE_CHECKING:
+    from runtime.engine.engine import Engine
+
+# Container Config keys that become the committed image's config (moby's commit merge).
+_IMAGE_KEYS = ("Hostname", "Domainname", "User", "ExposedPorts", "Tty", "OpenStdin",
+               "StdinOnce", "Cmd", "Entrypoint", "Volumes", "WorkingDir", "Labels",
+               "StopSignal", "StopTimeout", "Shell", "OnBuild", "Healthcheck",
+               "ArgsEscaped", "AttachStdin", "AttachStdout", "AttachStderr")
+
+
+def register(router: Router, engine: Engine) -> None:
+    svc = engine.containers
+
+    @router.route("GET", "/containers/{id}/changes")
+    def changes(req: Request) -> Response:
+        c = svc.get(req.params["id"])
+        snaps = engine.images.snapshots
+        lowers = [snaps.layer_fs(chain) for chain in reversed(snaps.active_chain(c.id))]
+        found = rootfs.changes(engine.images.rootfs_upper(c.id), lowers)
+        return json_response(found or None)
+
+    @router.route("GET", "/containers/{id}/export")
+    def export(req: Request) -> Response:
+        c = svc.get(req.params["id"])
+        # Spooled because a stopped container's view lives only in this thread's namespace.
+        spool = tempfile.TemporaryFile(prefix="cove-export-")  # noqa: SIM115 - closed by the stream
+        try:
+            _export_into(engine, c, spool)
+        except BaseException:
+            spool.close()
+            raise
+        spool.seek(0)
+        engine.events.publish("container", "export", c.id, name=c.name, image=c.image_ref)
+        return Response(200, _stream_file(spool), content_type="application/x-tar")
+
+    @router.route("POST", "/commit")
+    def commit(req: Request) -> Response:
+        c = svc.get(req.str_arg("container"))
+        repo = req.str_arg("repo")
+        ref = str(reference.join_repo_tag(repo, req.str_arg("tag"))) if repo else None
+        body = req.json(default=None)
+        if body is not None and not isinstance(body, dict):
+            raise InvalidArgument("invalid commit config: must be a JSON object")
+        parent = engine.images.get(c.image_id)
+        image = engine.images.commit(
+            c.id, parent, ref=ref, changes=req.query.get("changes", []),
+            comment=req.str_arg("comment"), author=req.str_arg("author"),
+            config_overrides=commit_config(c, parent.config.get("config") or {}, body or {}),
+        )
+        engine.events.publish("container", "commit", c.id, name=c.name, image=c.image_ref,
+                              comment=req.str_arg("comment"))
+        return json_response({"Id": image.id}, 201)
+
+
+def commit_config(c: Container, image_config: dict[str, Any], request: dict[str, Any]
+                  ) -> dict[str, Any]:
+    """The new image's config: the container's config over the image's, the request's on top."""
+    out: dict[str, Any] = {}
+    for source in (c.config, request):
+        for key in _IMAGE_KEYS:
+            value = source.get(key)
+            if value not in (None, "", [], {}, False):
+                out[key] = value
+    env = list(image_config.get("Env") or [])
+    for source in (c.config, request):
+        env = list(merge_env(env, list(source.get("Env") or [])))
+    out["Env"] = env
+    return out
+
+
+def _export_into(engine: Engine, c: Container, out: IO[bytes]) -> None:
+    # Other mounts (volumes, binds) are not part of the container's filesystem.
+    prune = frozenset(str(m.get("Destination")) for m in c.mounts_info)
+    if c.running and c.pid:
+        rootfs.write_export(Path(f"/proc/{c.pid}/root"), out, prune)
+        return
+    image = engine.images.get(c.image_id)
+    engine.images.prepare_rootfs(c.id, image)
+    with engine.images.rootfs_view(c.id) as root:
+        rootfs.write_export(root, out, prune)
+
+
+def _stream_file(f: IO[bytes]) -> Iterator[bytes]:
+    with contextlib.closing(f):
+        while chunk := f.read(1 << 16):
+            yield chunk
