@@ -7,7 +7,6 @@ and the app learns about readiness from the EventPump connecting, not from here.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -21,6 +20,7 @@ import platformdirs
 
 from desktop.settings import Settings
 from runtime.layout import DEFAULT_EXEC_ROOT, ENGINE_PID
+from vmhost.events import VMEvent
 from vmhost.layout import InstanceLayout
 
 
@@ -142,27 +142,87 @@ class VMEngine:
         return _tail(self.layout.supervisor_log, lines)
 
     def status(self) -> tuple[str, str]:
-        """(state, reason) from the last line of events.jsonl (Lima's watch idea)."""
-        return vm_status(self.layout.events)
+        """(state, reason) from events.jsonl and the supervisor's pid file."""
+        return vm_status(self.layout.events, self.layout.supervisor_pid)
+
+    def events(self, last: int = 12) -> list[VMEvent]:
+        return read_vm_events(self.layout.events, last)
 
 
-def vm_status(events: Path) -> tuple[str, str]:
-    last = _tail(events, 1).strip()
-    if not last or last.startswith("(no log"):
+# vmhost/events.py kinds -> (desktop state, words for the banner and the VM card)
+VM_KINDS: dict[str, tuple[str, str]] = {
+    "starting": ("starting", "preparing the guest image"),
+    "vm-started": ("starting", "VM booted, waiting for SSH"),
+    "ssh-ready": ("starting", "SSH up, waiting for the engine"),
+    "engine-ready": ("starting", "engine answered, opening the socket"),
+    "engine-timeout": ("starting", "the engine in the VM did not answer yet"),
+    "ready": ("running", ""),
+    "port-forward-open": ("running", ""),
+    "port-forward-close": ("running", ""),
+    "port-forward-failed": ("running", "a port could not be forwarded"),
+    "ssh-reconnect": ("running", "SSH reconnected"),
+    "engine-up": ("running", ""),
+    "clock-resync": ("running", ""),
+    "engine-down": ("error", "the engine inside the VM is down"),
+    "stopping": ("stopped", "stopping"),
+    "stopped": ("stopped", "the VM is stopped"),
+    "error": ("error", "the VM failed"),
+}
+
+
+def read_vm_events(path: Path, last: int = 50) -> list[VMEvent]:
+    """The last events of events.jsonl (kind, time, message, data), oldest first."""
+    text = _tail(path, last)
+    if text.startswith("(no log"):
+        return []
+    out = []
+    for line in text.splitlines():
+        try:
+            out.append(VMEvent.from_line(line))
+        except (ValueError, KeyError, TypeError):
+            continue  # a torn or foreign line: skip it, the next one tells the state
+    return out
+
+
+def describe_vm_event(ev: VMEvent) -> str:
+    """One line for the VM card: what happened, with the useful numbers."""
+    words = VM_KINDS.get(ev.kind, ("", ev.kind))[1] or ev.kind.replace("-", " ")
+    d = ev.data
+    if ev.kind == "ready":
+        words = f"ready: Docker API on {d.get('socket', '?')}"
+    elif ev.kind == "vm-started" and d.get("accel"):
+        words += f" ({d['accel']})"
+    elif ev.kind.startswith("port-forward") and d.get("port"):
+        words = f"{ev.kind.replace('-', ' ')} :{d['port']}"
+    elif ev.kind == "clock-resync":
+        words = f"clock resynced after a {d.get('jump', '?')} s jump"
+    if "t" in d and ev.kind in ("vm-started", "ssh-ready", "engine-ready", "ready"):
+        words += f" after {d['t']} s"
+    if ev.message:
+        words += f": {ev.message}"
+    return words
+
+
+def vm_status(events: Path, supervisor_pid: Path | None = None) -> tuple[str, str]:
+    """(state, reason) from the newest event in events.jsonl (Lima's watch idea).
+
+    An instance whose supervisor is gone is stopped, whatever its last event said (it was
+    killed, or the host rebooted).
+    """
+    evs = read_vm_events(events)
+    if not evs:
         return "stopped", "the VM has not been started"
-    try:
-        ev = json.loads(last)
-    except ValueError:
-        return "error", "unreadable events.jsonl"
-    kind = str(ev.get("type") or ev.get("event") or ev.get("status") or "")
-    reason = str(ev.get("error") or ev.get("message") or ev.get("reason") or "")
-    if kind in ("ready", "port-forward", "port_forwarded", "running"):
-        return "running", reason
-    if kind in ("stopped", "stopping"):
-        return "stopped", reason
-    if kind in ("error", "degraded", "failed"):
-        return "error", reason
-    return "starting", reason or kind
+    ev = evs[-1]
+    state, words = VM_KINDS.get(ev.kind, ("starting", ev.kind))
+    if supervisor_pid is not None and state in ("running", "starting"):
+        try:
+            pid = int(supervisor_pid.read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            pid = 0
+        if not pid or not _alive(pid):
+            return "stopped", f"the VM supervisor is not running (last event: {ev.kind})"
+    reason = ev.message or words
+    return state, reason
 
 
 def _alive(pid: int) -> bool:

@@ -12,6 +12,8 @@ if [ "$extras" = "test" ]; then
   apt_packages+=(docker-registry skopeo apache2-utils curl zstd
                  libgl1 libegl1 libxkbcommon0 libfontconfig1 libdbus-1-3)
   pip_extras="test,desktop"
+  # Client tests drive the real docker CLI; Debian ships it in docker.io.
+  command -v docker >/dev/null 2>&1 || apt_packages+=(docker.io)
 fi
 missing=()
 for p in "${apt_packages[@]}"; do
@@ -30,10 +32,13 @@ fi
 stamp=".venv/.cove-installed-${extras:-base}"
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/pip install -q --upgrade pip >/dev/null
+  # compat mode: a plain .pth path entry, no import hook on every `cove` start
   if [ -n "$pip_extras" ]; then
-    .venv/bin/pip install -q -e ".[$pip_extras]"
+    .venv/bin/pip install -q -e ".[$pip_extras]" --config-settings editable_mode=compat
   else
-    .venv/bin/pip install -q -e .
+    .venv/bin/pip install -q -e . --config-settings editable_mode=compat
   fi
   touch "$stamp"
 fi
+# Bytecode ahead of time: `cove` starts often, and PYTHONDONTWRITEBYTECODE may be set.
+.venv/bin/python -m compileall -q -j 0 runtime vmhost guestagent desktop >/dev/null

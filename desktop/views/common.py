@@ -8,15 +8,18 @@ from typing import Any
 from desktop.models.base import ID_ROLE, SORT_ROLE, KeyedTableModel
 from desktop.qt import (
     QAbstractItemView,
+    QFrame,
     QHBoxLayout,
     QHeaderView,
     QLabel,
+    QLayout,
     QLineEdit,
     QMessageBox,
     QPushButton,
     QSortFilterProxyModel,
     Qt,
     QTableView,
+    QVBoxLayout,
     QWidget,
 )
 from desktop.views.style import SPACING
@@ -47,6 +50,30 @@ def title(text: str) -> QLabel:
     label = QLabel(text)
     label.setObjectName("title")
     return label
+
+
+def section(text: str) -> QLabel:
+    label = QLabel(text)
+    label.setObjectName("section")
+    return label
+
+
+def card(heading: str, body: QLayout, action: QWidget | None = None) -> QFrame:
+    """A white box with a heading (and an optional small button at its right) over ``body``."""
+    box = QFrame()
+    box.setObjectName("card")
+    inner = QVBoxLayout(box)
+    inner.setContentsMargins(16, 12, 16, 14)
+    inner.setSpacing(10)
+    head = QHBoxLayout()
+    head.addWidget(section(heading))
+    head.addStretch(1)
+    if action is not None:
+        head.addWidget(action)
+    inner.addLayout(head)
+    inner.addLayout(body)
+    inner.addStretch(1)
+    return box
 
 
 def confirm(parent: QWidget, what: str, detail: str) -> bool:

@@ -2,24 +2,28 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from desktop import settings as settings_mod
-from desktop.control import EngineControl
+from desktop.control import EngineControl, VMEngine, describe_vm_event
 from desktop.qt import (
     QFontDatabase,
     QFormLayout,
     QGridLayout,
     QLabel,
+    QListWidget,
     QMessageBox,
     QPlainTextEdit,
     QSpinBox,
+    Qt,
+    QTimer,
     QVBoxLayout,
     QWidget,
 )
 from desktop.settings import Settings
 from desktop.store import Store
-from desktop.views.common import button, row, title
+from desktop.views.common import button, card, row, section, title
 from runtime.api.units import human_size
 
 STATE_WORDS = {"running": "● Running", "starting": "◌ Starting", "stopped": "○ Stopped",
@@ -68,6 +72,12 @@ class EngineView(QWidget):
         self.logs = QPlainTextEdit()
         self.logs.setReadOnly(True)
         self.logs.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
+        self.vm_events = QListWidget()
+        self.vm_events.setObjectName("events")
+        self.vm_state = QLabel()
+        self._vm_timer = QTimer(self)
+        self._vm_timer.setInterval(2000)
+        self._vm_timer.timeout.connect(self.load_vm)
         self._build()
         store.state_changed.connect(self.show_state)
         self.show_state(store.state.value, store.reason)
@@ -77,20 +87,41 @@ class EngineView(QWidget):
         lay = QVBoxLayout(self)
         lay.setContentsMargins(16, 16, 16, 16)
         lay.setSpacing(12)
-        lay.addLayout(row(title(f"Engine{' / VM' if label == 'VM' else ''}"), self.state,
+        lay.addLayout(row(title("Virtual machine" if label == "VM" else "Engine"), self.state,
                           button(f"Start {label}", self.start, "primary"),
                           button(f"Stop {label}", self.stop),
                           button(f"Restart {label}", self.restart), stretch_after=1))
-        lay.addWidget(self.reason)
-        lay.addWidget(self.endpoint)
+        sub = QVBoxLayout()
+        sub.setSpacing(2)
+        sub.addWidget(self.endpoint)
+        sub.addWidget(self.reason)
+        lay.addLayout(sub)
         form = QFormLayout()
+        form.setHorizontalSpacing(16)
+        form.setVerticalSpacing(8)
         form.addRow("CPUs", self.cpus)
         form.addRow("Memory", self.memory)
         form.addRow("Disk", self.disk)
-        form.addRow("", button("Apply resources", self.apply_resources))
-        lay.addLayout(row(_boxed("Resources", form), _boxed("Disk usage", self.df)))
-        lay.addLayout(row(title("Logs"), button("Refresh", self.load_logs),
-                          button("Refresh disk usage", self.load_df), stretch_after=0))
+        apply = button("Apply resources", self.apply_resources)
+        cards = QGridLayout()
+        cards.setHorizontalSpacing(12)
+        cards.setVerticalSpacing(12)
+        cards.addWidget(card("Resources", form, apply), 0, 0)
+        self.df.setHorizontalSpacing(24)
+        self.df.setVerticalSpacing(8)
+        self.df.setColumnStretch(0, 1)
+        cards.addWidget(card("Disk usage", self.df, button("Refresh", self.load_df)), 0, 1)
+        if isinstance(self.control, VMEngine):
+            vm = QVBoxLayout()
+            vm.addWidget(self.vm_state)
+            vm.addWidget(self.vm_events, 1)
+            cards.addWidget(card("VM events", vm), 0, 2)
+            cards.setColumnStretch(2, 2)
+        cards.setColumnStretch(0, 1)
+        cards.setColumnStretch(1, 1)
+        lay.addLayout(cards)
+        lay.addLayout(row(section("Engine log"), button("Refresh", self.load_logs),
+                          stretch_after=0))
         lay.addWidget(self.logs, 1)
 
     def show_state(self, state: str, reason: str) -> None:
@@ -144,33 +175,49 @@ class EngineView(QWidget):
             widget = item.widget() if item is not None else None
             if widget is not None:
                 widget.deleteLater()
-        for col, head in enumerate(("Type", "Total", "Active", "Size")):
-            self.df.addWidget(_bold(head), 0, col)
+        for col, head in enumerate(("", "Total", "Active", "Size")):
+            self.df.addWidget(_cell(head, header=True, right=col > 0), 0, col)
         for r, (kind, total, active, size) in enumerate(df_rows(df), start=1):
             for col, text in enumerate((kind, str(total), str(active), human_size(size))):
-                self.df.addWidget(QLabel(text), r, col)
+                self.df.addWidget(_cell(text, right=col > 0, strong=col == 0), r, col)
+        self.df.setRowStretch(len(df_rows(df)) + 1, 1)
+
+    def load_vm(self) -> None:
+        control = self.control
+        if isinstance(control, VMEngine):
+            self.store.runner.submit(lambda: (control.status(), control.events()),
+                                     self._show_vm, lambda e: self.vm_state.setText(str(e)))
+
+    def _show_vm(self, result: tuple[tuple[str, str], list[Any]]) -> None:
+        (state, reason), events = result
+        self.vm_state.setText(f"{STATE_WORDS.get(state, state)}" + (f" · {reason}"
+                                                                     if reason else ""))
+        self.vm_events.clear()
+        for ev in reversed(events):
+            stamp = time.strftime("%H:%M:%S", time.localtime(ev.time))
+            self.vm_events.addItem(f"{stamp}  {describe_vm_event(ev)}")
 
     def load_logs(self) -> None:
         self.store.runner.submit(self.control.logs, self.logs.setPlainText, lambda e: None)
 
     def showEvent(self, event: Any) -> None:
         self.load_logs()
+        if isinstance(self.control, VMEngine):
+            self.load_vm()
+            self._vm_timer.start()
         super().showEvent(event)
 
+    def hideEvent(self, event: Any) -> None:
+        self._vm_timer.stop()
+        super().hideEvent(event)
 
-def _bold(text: str) -> QLabel:
+
+def _cell(text: str, header: bool = False, right: bool = False, strong: bool = False) -> QLabel:
     label = QLabel(text)
-    label.setStyleSheet("font-weight: 600; color: #656d76")
+    if header:
+        label.setObjectName("colhead")
+    elif strong:
+        label.setObjectName("strong")
+    if right:
+        label.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
     return label
-
-
-def _boxed(heading: str, layout: Any) -> QWidget:
-    box = QWidget()
-    box.setStyleSheet("QWidget#card { background: white; border: 1px solid #d0d7de; "
-                      "border-radius: 6px; }")
-    box.setObjectName("card")
-    inner = QVBoxLayout(box)
-    inner.setContentsMargins(12, 12, 12, 12)
-    inner.addWidget(_bold(heading))
-    inner.addLayout(layout)
-    return box

@@ -16,6 +16,12 @@ QFrame#banner { background: #fff1e5; border: 1px solid #f0b37e; border-radius: 6
 QFrame#banner[severity="error"] { background: #ffebe9; border-color: #ff8182; }
 QFrame#banner QLabel { color: #3d1e00; }
 QLabel#title { font-size: 15pt; font-weight: 600; }
+QLabel#section { font-size: 11pt; font-weight: 600; }
+QLabel#colhead { color: #656d76; font-weight: 600; }
+QLabel#strong { font-weight: 600; }
+QFrame#card { background: white; border: 1px solid #d0d7de; border-radius: 8px; }
+QFrame#card QLabel { background: transparent; }
+QListWidget#events { border: none; background: white; }
 QLabel#muted { color: #656d76; }
 QTableView { background: white; border: 1px solid #d0d7de; border-radius: 6px;
              gridline-color: transparent; selection-background-color: #ddf4ff;

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from runtime.engine.containers import ContainerService
 from runtime.engine.events import EventBus
+from runtime.engine.health import HealthMonitor
 from runtime.engine.records import Container
 from runtime.engine.router import Router
 from runtime.layout import EngineLayout
@@ -68,6 +69,7 @@ class Engine:
             cgroup_parent=config.cgroup_parent,
         )
         self.execs: dict[str, ExecRecord] = {}
+        self.health = HealthMonitor(self)
         self.router = Router()
         self._register_routes()
 
@@ -93,6 +95,7 @@ class Engine:
         live = self.containers.restore()
         self.networks.restore(live)
         self.containers.start_restart_policies()
+        self.health.start()
         log.info("engine restored: %d running containers adopted", len(live))
 
     def attach(self, c: Container, *, stdin: bool, stdout: bool, stderr: bool) -> socket.socket:
@@ -107,6 +110,7 @@ class Engine:
 
     def shutdown(self) -> None:
         """Stop serving; containers keep running (adopted by the next engine)."""
+        self.health.stop()
         shutdown = getattr(self.networks, "shutdown", None)
         if shutdown is not None:
             shutdown()

@@ -47,17 +47,26 @@ def register(router: Router, engine: Engine) -> None:
             limit = 1
         if limit > 0:
             items = items[:limit]
-        out = [summary(c, image_config(c)) for c in items]
+        out = [with_health(summary(c, image_config(c)), c) for c in items]
         if req.bool_arg("size"):
             for entry in out:
                 entry["SizeRw"] = 0
                 entry["SizeRootFs"] = 0
         return json_response(out)
 
+    def with_health(entry: dict[str, Any], c: Container) -> dict[str, Any]:
+        status = engine.health.status(c) if c.running else ""
+        if status:
+            entry["Status"] += " (health: starting)" if status == "starting" else f" ({status})"
+        return entry
+
     @router.route("GET", "/containers/{id}/json")
     def inspect_(req: Request) -> Response:
         c = svc.get(req.params["id"])
         data = inspect(c, image_config(c))
+        health = engine.health.health(c)
+        if health is not None:
+            data["State"]["Health"] = health
         if req.bool_arg("size"):
             data["SizeRw"] = 0
             data["SizeRootFs"] = 0
@@ -184,7 +193,7 @@ def _matches(c: Container, f: dict[str, list[str]], engine: Engine) -> bool:
         "volume": lambda v: any(
             v in (m.get("Name"), m.get("Source"), m.get("Destination")) for m in c.mounts_info
         ),
-        "health": lambda v: v == "none",
+        "health": lambda v: v == (engine.health.status(c) or "none"),
         "is-task": lambda v: v in ("false", "0"),
         "before": lambda v: _created(engine, v) > c.created_ns,
         "since": lambda v: _created(engine, v) < c.created_ns,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import itertools
 import json
 import urllib.request
@@ -16,7 +17,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 from runtime.api import reference
-from runtime.api.errors import InvalidArgument, Unavailable
+from runtime.api.errors import CoveError, InvalidArgument, Unavailable
 from runtime.engine.http import Request, Response, json_lines, json_response, no_content
 from runtime.engine.router import Router
 from runtime.images import archive, views
@@ -113,7 +114,13 @@ def register(router: Router, engine: Engine) -> None:
                         content_type="application/x-tar")
 
     def load(req: Request) -> Response:
-        lines = archive.load(store, req.body())
+        try:
+            lines = archive.load(store, req.body())
+        except CoveError as e:
+            # moby reports a bad archive in-band, after a 200 (docker-py raises ImageLoadError).
+            with contextlib.suppress(Exception):
+                req.drain()
+            return json_lines([{"errorDetail": {"message": e.message}, "error": e.message}])
         return json_lines({"stream": line + "\n"} for line in lines)
 
     def search(req: Request) -> Response:

@@ -79,9 +79,39 @@ def command_line(c: Container, image_config: dict[str, Any]) -> tuple[str, list[
     return (args[0] if args else ""), args[1:]
 
 
+_ENDPOINT_DEFAULTS: dict[str, Any] = {
+    "IPAMConfig": None, "Links": None, "Aliases": None, "MacAddress": "", "DriverOpts": None,
+    "NetworkID": "", "EndpointID": "", "Gateway": "", "IPAddress": "", "IPPrefixLen": 0,
+    "IPv6Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "DNSNames": None,
+}
+
+
+def configured_networks(c: Container) -> dict[str, Any]:
+    """The networks a container is set up to join, before it runs (moby fills them at create).
+
+    User-defined networks get the short-ID alias that API < 1.45 still shows.
+    """
+    mode = c.host_config.get("NetworkMode") or "default"
+    mode = "bridge" if mode == "default" else mode
+    if mode.startswith("container:"):
+        return {}
+    wanted = dict((c.networking_config or {}).get("EndpointsConfig") or {})
+    if "default" in wanted:
+        wanted.setdefault("bridge", wanted.pop("default"))
+    names = [mode, *(n for n in wanted if n != mode)]
+    out: dict[str, Any] = {}
+    for name in names:
+        ep = {**_ENDPOINT_DEFAULTS, **(wanted.get(name) or {})}
+        if name not in ("bridge", "host", "none"):
+            ep["Aliases"] = [*(ep.get("Aliases") or []), c.id[:12]]
+        out[name] = ep
+    return out
+
+
 def network_settings(c: Container) -> dict[str, Any]:
     ns = dict(c.network_settings)
-    ns.setdefault("Networks", {})
+    if not ns.get("Networks"):
+        ns["Networks"] = configured_networks(c)
     ns["Ports"] = _ports_map(c) if c.running else {}
     for key, default in (
         ("Bridge", ""), ("SandboxID", ""), ("SandboxKey", ""), ("HairpinMode", False),

@@ -23,6 +23,7 @@ Chains, for prefix P (``COVE`` or ``COVE-<bridge>`` for a test engine):
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import threading
 from collections.abc import Iterable
@@ -54,6 +55,9 @@ class IptablesFirewall:
         self._bridges: dict[str, BridgeRules] = {}
         self._ports: dict[tuple[str, str, int], PortRule] = {}
         self._installed = False
+        # iptables-nft tables (``ip nat``/``ip filter``) that did not exist before we first
+        # wrote rules: removed again with our chains when nothing else uses them.
+        self._created_tables: set[str] = set()
 
     # ------------------------------------------------------------------ Firewall interface
     def rebuild(self, bridges: Iterable[BridgeRules], ports: Iterable[PortRule]) -> None:
@@ -105,6 +109,8 @@ class IptablesFirewall:
 
     # ------------------------------------------------------------------ rules
     def _apply(self) -> None:
+        if not self._installed:
+            self._created_tables |= self._missing_nft_tables()
         script = self._nat_script() + self._filter_script()
         self._run([f"{self.binary}-restore", "-w", "--noflush"], stdin=script)
         if not self._installed:
@@ -181,6 +187,24 @@ class IptablesFirewall:
             for name in names:
                 self._run([self.binary, "-w", "-t", table, "-X", self._chain(name)], check=False)
         self._installed = False
+        for table in sorted(self._created_tables):
+            if self._unused(table):
+                self._run(["nft", "delete", "table", "ip", table], check=False)
+        self._created_tables.clear()
+
+    def _missing_nft_tables(self) -> set[str]:
+        """Which of nat/filter an nf_tables-based iptables would create (none for legacy)."""
+        if shutil.which("nft") is None or "nf_tables" not in self._run(
+                [self.binary, "--version"], check=False).stdout:
+            return set()
+        return {t for t in ("nat", "filter")
+                if self._run(["nft", "list", "table", "ip", t], check=False).returncode != 0}
+
+    def _unused(self, table: str) -> bool:
+        """No rule, no chain of anyone's and no policy but ACCEPT left in *table*."""
+        text = self._run([f"{self.binary}-save", "-t", table], check=False).stdout
+        lines = [ln for ln in text.splitlines() if ln and ln[0] in ":-"]
+        return all(ln.startswith(":") and ln.split()[1] == "ACCEPT" for ln in lines)
 
     @staticmethod
     def _run(argv: list[str], *, stdin: str | None = None,

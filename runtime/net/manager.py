@@ -662,7 +662,7 @@ class NetworkManager:
                 net_id=net_id, name=req.name, driver="bridge", subnet=str(subnet),
                 gateway=str(gateway), ip_range=str(req.ip_range) if req.ip_range else "",
                 internal=req.internal, attachable=req.attachable, options=req.options,
-                labels=req.labels, bridge=bridge)
+                labels=req.labels, bridge=bridge, ipam_options=req.ipam_options)
             net = Net(rec, make_pool(rec))
             self._ensure_bridge(net)
             self._save_net(net)
@@ -684,7 +684,9 @@ class NetworkManager:
         out: dict[str, Any] = {}
         for st in self.states.values():
             ep = st.endpoints.get(net.id)
-            if ep is None and not (st.running and st.mode == net.id):
+            # Without an endpoint only host/none (no interfaces) list their running users.
+            if ep is None and not (st.running and st.mode == net.id
+                                   and net.driver in ("host", "null")):
                 continue
             out[st.container_id] = {
                 "Name": st.name,

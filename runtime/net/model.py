@@ -85,7 +85,8 @@ def make_pool(record: dict[str, Any]) -> Pool | None:
 def network_record(*, net_id: str, name: str, driver: str, subnet: str = "", gateway: str = "",
                    ip_range: str = "", internal: bool = False, attachable: bool = False,
                    options: dict[str, str] | None = None, labels: dict[str, str] | None = None,
-                   bridge: str = "") -> dict[str, Any]:
+                   bridge: str = "", ipam_options: dict[str, str] | None = None
+                   ) -> dict[str, Any]:
     config: list[dict[str, str]] = []
     if subnet:
         entry = {"Subnet": subnet, "Gateway": gateway}
@@ -95,7 +96,8 @@ def network_record(*, net_id: str, name: str, driver: str, subnet: str = "", gat
     rec: dict[str, Any] = {
         "Name": name, "Id": net_id, "Created": rfc3339_now(), "Scope": "local",
         "Driver": driver, "EnableIPv4": True, "EnableIPv6": False,
-        "IPAM": {"Driver": "default", "Options": None if not subnet else {}, "Config": config},
+        # IPAM options come back as given: null when the client sent none (moby).
+        "IPAM": {"Driver": "default", "Options": ipam_options, "Config": config},
         "Internal": internal, "Attachable": attachable, "Ingress": False,
         "ConfigFrom": {"Network": ""}, "ConfigOnly": False,
         "Options": options or {}, "Labels": labels or {},
@@ -115,6 +117,7 @@ class CreateRequest:
     subnet: ipaddress.IPv4Network | None
     gateway: ipaddress.IPv4Address | None
     ip_range: ipaddress.IPv4Network | None
+    ipam_options: dict[str, str] | None = None
 
 
 def parse_create(body: dict[str, Any]) -> CreateRequest:
@@ -144,7 +147,9 @@ def parse_create(body: dict[str, Any]) -> CreateRequest:
         name=name, internal=bool(body.get("Internal")), attachable=bool(body.get("Attachable")),
         options={str(k): str(v) for k, v in (body.get("Options") or {}).items()},
         labels={str(k): str(v) for k, v in (body.get("Labels") or {}).items()},
-        subnet=subnet, gateway=gateway, ip_range=ip_range)
+        subnet=subnet, gateway=gateway, ip_range=ip_range,
+        ipam_options={str(k): str(v) for k, v in ipam["Options"].items()}
+        if isinstance(ipam.get("Options"), dict) else None)
 
 
 def _parse_ipam(c: dict[str, Any]) -> tuple[ipaddress.IPv4Network | None,

@@ -103,9 +103,9 @@ def test_up_ps_logs_exec_idempotent_up_down(engine: EngineProcess, project: Path
 
     compose(engine, project, "-p", "covecompose", "down", "-v", "-t", "1")
     assert ps_json(engine, project) == []
-    status, vols = engine.request("GET", "/volumes")
+    _, vols = engine.request("GET", "/volumes")
     assert not [v for v in vols["Volumes"] if v["Name"] == "covecompose_data"]
-    status, nets = engine.request("GET", "/networks")
+    _, nets = engine.request("GET", "/networks")
     assert not [n for n in nets if n["Name"].startswith("covecompose_")]
 
 
