@@ -11,13 +11,14 @@ import logging
 import sys
 
 from desktop import settings as settings_mod
-from desktop.control import EngineControl, control_for
+from desktop.control import EngineControl, VMEngine, control_for
 from desktop.qt import QApplication, QCoreApplication, QObject, QSystemTrayIcon
 from desktop.settings import Settings
 from desktop.store import EngineState, Store
 from desktop.tasks import TaskRunner
 from desktop.tray import TrayController, state_icon
 from desktop.views.main_window import MainWindow
+from vmhost.layout import InstanceLayout
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,8 @@ class DesktopApp(QObject):
         self.control = control or control_for(settings)
         self.runner = TaskRunner(parent=self)
         self.store = Store(settings.host, self.runner, self)
+        if isinstance(self.control, VMEngine):
+            self.store.explain = self.control.status
         self.tray_available = use_tray and QSystemTrayIcon.isSystemTrayAvailable()
         self.window = MainWindow(self.store, self.control, settings, self.start_engine,
                                  keep_running_on_close=self.tray_available)
@@ -95,6 +98,8 @@ def main(host: str | None = None, no_tray: bool = False) -> int:
     settings = settings_mod.load()
     if host:
         settings.host = host
+    elif settings.mode == "vm":  # the supervisor's relay to the guest engine (vmhost.layout)
+        settings.host = "unix://" + str(InstanceLayout.named(settings.vm_name).relay_socket)
     desktop = DesktopApp(settings, use_tray=not no_tray)
     desktop.start()
     try:

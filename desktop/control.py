@@ -104,6 +104,10 @@ class LocalEngine:
         raise RuntimeError(f"the engine (pid {pid}) did not stop within 10 s")
 
     def logs(self, lines: int = 200) -> str:
+        if not self.log_path.exists():
+            return (f"No engine log at {self.log_path} yet: Cove writes it when it starts the "
+                    "engine itself (Start engine). An engine started another way logs where "
+                    "it was started (e.g. journalctl -u cove).")
         return _tail(self.log_path, lines)
 
     def _pid(self) -> int | None:

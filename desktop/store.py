@@ -66,6 +66,8 @@ class Store(QObject):
         self.networks = NetworksModel(self)
         self.state, self.reason = EngineState.STARTING, "connecting"
         self.info: dict[str, Any] = {}
+        # Optional: (state, reason) from elsewhere when the socket is unreachable (the VM).
+        self.explain: Callable[[], tuple[str, str]] | None = None
         self._inflight: set[str] = set()
         self._pump = EventPump(host, self)
         self._pump.connected.connect(self._on_connected)
@@ -104,6 +106,12 @@ class Store(QObject):
     def _on_disconnected(self, reason: str) -> None:
         if self.state == EngineState.STARTING and self.reason.startswith("starting"):
             return  # the user pressed Start; keep saying so until it connects or fails
+        if self.explain is not None:
+            # The VM knows better than a refused socket (booting, engine down, supervisor gone).
+            state, words = self.explain()
+            if state != EngineState.RUNNING.value:
+                self.set_state(EngineState(state), words)
+                return
         self.set_state(EngineState.STOPPED, f"cannot reach {self.host}: {reason}")
 
     # --- listing -------------------------------------------------------------

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from guestagent import __version__
-from guestagent.protocol import ENGINE_SOCKET
+from guestagent.protocol import ENGINE_SOCKET, Port
 from runtime.api.errors import CoveError
 
 
@@ -25,16 +25,18 @@ def _dial_stdio(args: argparse.Namespace) -> int:
 
 def _events(args: argparse.Namespace) -> int:
     from guestagent.clock import SystemClock
+    from guestagent.engineports import published_ports
     from guestagent.events import watch
     from guestagent.health import engine_ping
-    from guestagent.ports import listening_ports
+    from guestagent.ports import PROC_FILES, listening_ports
 
-    files = tuple(args.proc_file) if args.proc_file else None
+    files = tuple(args.proc_file) if args.proc_file else PROC_FILES
+
+    def ports() -> set[Port]:
+        return listening_ports(files) | published_ports(args.socket)
+
     for event in watch(
-        SystemClock(),
-        (lambda: listening_ports(files)) if files else listening_ports,
-        lambda: engine_ping(args.socket),
-        interval=args.interval,
+        SystemClock(), ports, lambda: engine_ping(args.socket), interval=args.interval
     ):
         try:
             sys.stdout.write(event.to_line())

@@ -9,8 +9,9 @@ apt_packages=(python3 python3-venv python3-pip busybox-static iproute2 nftables 
               libseccomp2 procps util-linux kmod)
 pip_extras="$extras"
 if [ "$extras" = "test" ]; then
-  apt_packages+=(docker-registry skopeo apache2-utils curl zstd
-                 libgl1 libegl1 libxkbcommon0 libfontconfig1 libdbus-1-3)
+  apt_packages+=(docker-registry skopeo apache2-utils curl zstd gcc libc6-dev
+                 libgl1 libegl1 libxkbcommon0 libfontconfig1 libdbus-1-3
+                 docker.io)
   pip_extras="test,desktop"
   # Client tests drive the real docker CLI; Debian ships it in docker.io.
   command -v docker >/dev/null 2>&1 || apt_packages+=(docker.io)

@@ -63,8 +63,10 @@ class EngineProcess:
 
     def start(self, timeout: float = 30) -> None:
         with open(self.log_path, "ab") as log:
+            # The embedded DNS forwards to a dead loopback port: no test query leaves the host.
+            env = {"COVE_DNS_UPSTREAMS": "127.0.0.1:9", **os.environ}
             self.proc = subprocess.Popen(self.argv(), cwd=ROOT, stdout=log, stderr=log,
-                                         start_new_session=True)
+                                         start_new_session=True, env=env)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

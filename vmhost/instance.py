@@ -93,6 +93,17 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def stable_port(lay: layout.InstanceLayout) -> int:
+    """The SSH port used last time if it is still free (keeps the domain XML unchanged)."""
+    try:
+        port = int(lay.ssh_port.read_text())
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", port))
+        return port
+    except (OSError, ValueError):
+        return free_port()
+
+
 def write_seed(lay: layout.InstanceLayout, config: InstanceConfig) -> None:
     files = {
         seedmod.AUTHORIZED_KEYS: lay.client_key.with_name(layout.CLIENT_KEY + ".pub").read_bytes(),

@@ -72,6 +72,8 @@ class PortForwarder:
         with self._lock:
             sock = self._listeners.pop(port, None)
         if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)  # wakes the accept() thread; close alone does not
             sock.close()
             self.notify("port-forward-close", port, "")
 

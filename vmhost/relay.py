@@ -66,6 +66,8 @@ class UnixRelay:
 
     def close(self) -> None:
         if self._sock is not None:
+            with contextlib.suppress(OSError):
+                self._sock.shutdown(socket.SHUT_RDWR)  # wakes accept()
             self._sock.close()
             self._sock = None
         with contextlib.suppress(FileNotFoundError):

@@ -16,6 +16,7 @@ import signal
 import sys
 import threading
 import time
+from pathlib import Path
 
 from guestagent.protocol import Event
 from runtime.api.errors import CoveError, Unavailable
@@ -66,10 +67,11 @@ class Supervisor:
 
         t0 = time.monotonic()
         config = instance.load(self.name)
-        image = guestimage.build()
+        pinned = os.environ.get("COVE_GUEST_IMAGE")  # a built image dir (tests, benchmarks)
+        image = guestimage.image_at(Path(pinned)) if pinned else guestimage.build()
         self.events.emit("starting", image=image.key, t=round(time.monotonic() - t0, 2))
         instance.write_seed(self.lay, config)
-        port = instance.free_port()
+        port = instance.stable_port(self.lay)
         instance.write_known_hosts(self.lay, port)
         spec = instance.spec_for(
             self.lay,
@@ -181,6 +183,14 @@ def run(name: str) -> int:
     def on_signal(_sig: int, _frame: object) -> None:
         stop_requested.set()
 
+    def drop_ssh(_sig: int, _frame: object) -> None:
+        # Fault injection for tests: drop the SSH TCP connection as a network failure would.
+        kill = getattr(sup.guest, "kill_connection", None)
+        if kill is not None:
+            threading.Thread(target=kill, daemon=True).start()
+
+    if hasattr(signal, "SIGUSR1"):  # not on Windows
+        signal.signal(signal.SIGUSR1, drop_ssh)
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     lay.supervisor_pid.write_text(f"{os.getpid()}\n")

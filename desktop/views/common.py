@@ -65,12 +65,15 @@ def card(heading: str, body: QLayout, action: QWidget | None = None) -> QFrame:
     inner = QVBoxLayout(box)
     inner.setContentsMargins(16, 12, 16, 14)
     inner.setSpacing(10)
-    head = QHBoxLayout()
+    head_box = QWidget()
+    head_box.setFixedHeight(30)  # with or without a button, headings of side-by-side cards align
+    head = QHBoxLayout(head_box)
+    head.setContentsMargins(0, 0, 0, 0)
     head.addWidget(section(heading))
     head.addStretch(1)
     if action is not None:
         head.addWidget(action)
-    inner.addLayout(head)
+    inner.addWidget(head_box)
     inner.addLayout(body)
     inner.addStretch(1)
     return box

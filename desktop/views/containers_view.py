@@ -8,13 +8,21 @@ from typing import Any
 
 from desktop import formatting as fmt
 from desktop.models.base import ROW_ROLE
-from desktop.models.containers import COL_PORTS, COL_PROJECT, COL_STATE, ContainersModel
+from desktop.models.containers import (
+    COL_PORTS,
+    COL_PROJECT,
+    COL_STATE,
+    COL_STATUS,
+    ContainersModel,
+)
 from desktop.qt import (
     AnyIndex,
     QColor,
     QDesktopServices,
+    QHeaderView,
     QModelIndex,
     QPainter,
+    QPalette,
     QPersistentModelIndex,
     QSortFilterProxyModel,
     QSplitter,
@@ -66,11 +74,17 @@ class ProjectDelegate(QStyledItemDelegate):
     def initStyleOption(self, option: QStyleOptionViewItem,
                         index: QModelIndex | QPersistentModelIndex) -> None:
         super().initStyleOption(option, index)
-        if index.row() > 0:
+        if index.row() > 0 and option_text(option):
             above = index.model().index(index.row() - 1, index.column())
             if above.data() == index.data():
+                # Later rows of a group: the name stays (no ambiguity with loose containers
+                # below), faded so the group reads as one block.
                 opt: Any = option
-                opt.text = ""
+                opt.palette.setColor(QPalette.ColorRole.Text, QColor("#afb8c1"))
+
+
+def option_text(option: QStyleOptionViewItem) -> str:
+    return str(getattr(option, "text", ""))
 
 
 class StateDelegate(QStyledItemDelegate):
@@ -142,8 +156,11 @@ class ContainersView(QWidget):
         lay.addWidget(split, 1)
 
     def _resize_columns(self) -> None:
-        for col, width in enumerate((90, 150, 140, 95, 170, 120, 64, 80)):
+        for col, width in enumerate((110, 170, 130, 105, 190, 150, 72, 92)):
             self.table.setColumnWidth(col, width)
+        header = self.table.horizontalHeader()
+        header.setStretchLastSection(False)  # numbers stay by their headings, Status grows
+        header.setSectionResizeMode(COL_STATUS, QHeaderView.ResizeMode.Stretch)
 
     def _each(self, fn: Callable[[Any, str], object]) -> Callable[[], None]:
         def run() -> None:

@@ -68,10 +68,13 @@ class EngineView(QWidget):
             box.setRange(lo, hi)
             box.setValue(value)
             box.setSuffix(suffix)
+            box.setMaximumWidth(160)
+        self.about = QGridLayout()
         self.df = QGridLayout()
         self.logs = QPlainTextEdit()
         self.logs.setReadOnly(True)
         self.logs.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
+        self.logs.setObjectName("log")
         self.vm_events = QListWidget()
         self.vm_events.setObjectName("events")
         self.vm_state = QLabel()
@@ -87,26 +90,34 @@ class EngineView(QWidget):
         lay = QVBoxLayout(self)
         lay.setContentsMargins(16, 16, 16, 16)
         lay.setSpacing(12)
+        self.start_button = button(f"Start {label}", self.start, "primary")
+        self.stop_button = button(f"Stop {label}", self.stop)
+        self.restart_button = button(f"Restart {label}", self.restart)
         lay.addLayout(row(title("Virtual machine" if label == "VM" else "Engine"), self.state,
-                          button(f"Start {label}", self.start, "primary"),
-                          button(f"Stop {label}", self.stop),
-                          button(f"Restart {label}", self.restart), stretch_after=1))
+                          self.start_button, self.stop_button, self.restart_button,
+                          stretch_after=1))
         sub = QVBoxLayout()
         sub.setSpacing(2)
         sub.addWidget(self.endpoint)
         sub.addWidget(self.reason)
         lay.addLayout(sub)
-        form = QFormLayout()
-        form.setHorizontalSpacing(16)
-        form.setVerticalSpacing(8)
-        form.addRow("CPUs", self.cpus)
-        form.addRow("Memory", self.memory)
-        form.addRow("Disk", self.disk)
-        apply = button("Apply resources", self.apply_resources)
         cards = QGridLayout()
         cards.setHorizontalSpacing(12)
         cards.setVerticalSpacing(12)
-        cards.addWidget(card("Resources", form, apply), 0, 0)
+        if isinstance(self.control, VMEngine):
+            # CPUs/memory/disk only mean something for a VM; a local engine uses the host's.
+            form = QFormLayout()
+            form.setHorizontalSpacing(16)
+            form.setVerticalSpacing(8)
+            form.addRow("CPUs", self.cpus)
+            form.addRow("Memory", self.memory)
+            form.addRow("Disk", self.disk)
+            cards.addWidget(card("Resources", form, button("Apply", self.apply_resources)), 0, 0)
+        else:
+            self.about.setHorizontalSpacing(24)
+            self.about.setVerticalSpacing(8)
+            self.about.setColumnStretch(1, 1)
+            cards.addWidget(card("About this engine", self.about), 0, 0)
         self.df.setHorizontalSpacing(24)
         self.df.setVerticalSpacing(8)
         self.df.setColumnStretch(0, 1)
@@ -125,12 +136,16 @@ class EngineView(QWidget):
         lay.addWidget(self.logs, 1)
 
     def show_state(self, state: str, reason: str) -> None:
+        self.start_button.setEnabled(state in ("stopped", "error"))
+        self.stop_button.setEnabled(state == "running")
+        self.restart_button.setEnabled(state in ("running", "error"))
         self.state.setText(STATE_WORDS.get(state, state))
         self.state.setStyleSheet(f"font-size: 13pt; font-weight: 600; "
                                  f"color: {STATE_COLOURS.get(state, '#656d76')}")
         self.reason.setText(reason)
         if state == "running":
             self.load_df()
+            self.store.runner.submit(self.store.client.info, self._show_about, lambda e: None)
 
     def start(self) -> None:
         from desktop.store import EngineState
@@ -170,17 +185,29 @@ class EngineView(QWidget):
         self.store.runner.submit(self.store.client.df, self._show_df, lambda e: None)
 
     def _show_df(self, df: dict[str, Any]) -> None:
-        while self.df.count():
-            item = self.df.takeAt(0)
-            widget = item.widget() if item is not None else None
-            if widget is not None:
-                widget.deleteLater()
+        _clear(self.df)
         for col, head in enumerate(("", "Total", "Active", "Size")):
             self.df.addWidget(_cell(head, header=True, right=col > 0), 0, col)
         for r, (kind, total, active, size) in enumerate(df_rows(df), start=1):
             for col, text in enumerate((kind, str(total), str(active), human_size(size))):
                 self.df.addWidget(_cell(text, right=col > 0, strong=col == 0), r, col)
         self.df.setRowStretch(len(df_rows(df)) + 1, 1)
+
+    def _show_about(self, info: dict[str, Any]) -> None:
+        _clear(self.about)
+        mem = info.get("MemTotal")
+        for r, (name, value) in enumerate((
+                ("Version", info.get("ServerVersion")),
+                ("Host", " · ".join(str(x) for x in (info.get("OperatingSystem"),
+                                                      info.get("KernelVersion")) if x)),
+                ("CPUs / memory", f"{info.get('NCPU', '?')} CPUs · "
+                                  f"{human_size(mem) if isinstance(mem, int) else '?'}"),
+                ("Storage", info.get("Driver")),
+                ("Data root", info.get("DockerRootDir")))):
+            self.about.addWidget(_cell(name, header=True), r, 0)
+            value_label = _cell(str(value or "-"))
+            value_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+            self.about.addWidget(value_label, r, 1)
 
     def load_vm(self) -> None:
         control = self.control
@@ -210,6 +237,14 @@ class EngineView(QWidget):
     def hideEvent(self, event: Any) -> None:
         self._vm_timer.stop()
         super().hideEvent(event)
+
+
+def _clear(grid: QGridLayout) -> None:
+    while grid.count():
+        item = grid.takeAt(0)
+        widget = item.widget() if item is not None else None
+        if widget is not None:
+            widget.deleteLater()
 
 
 def _cell(text: str, header: bool = False, right: bool = False, strong: bool = False) -> QLabel:

@@ -55,6 +55,8 @@ class PullDialog(QDialog):
         buttons.addButton(self.pull_button, QDialogButtonBox.ButtonRole.ActionRole)
         buttons.rejected.connect(self.reject)
         lay = QVBoxLayout(self)
+        lay.setContentsMargins(20, 20, 20, 16)
+        lay.setSpacing(10)
         lay.addWidget(self.name)
         lay.addWidget(scroll, 1)
         lay.addWidget(self.status)
@@ -142,7 +144,12 @@ class RunDialog(QDialog):
         self.env = QPlainTextEdit()
         self.env.setPlaceholderText("KEY=value, one per line")
         self.env.setMaximumHeight(80)
+        self.env.setObjectName("field")
+        self.resize(460, 0)
         form = QFormLayout(self)
+        form.setContentsMargins(20, 20, 20, 16)
+        form.setHorizontalSpacing(14)
+        form.setVerticalSpacing(10)
         for label, w in (("Name", self.name), ("Ports", self.ports), ("Environment", self.env),
                          ("Volumes", self.volumes), ("Command", self.command)):
             form.addRow(label, w)

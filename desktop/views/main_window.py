@@ -10,6 +10,7 @@ from desktop.qt import (
     QByteArray,
     QCloseEvent,
     QHBoxLayout,
+    QLabel,
     QListWidget,
     QMainWindow,
     QStackedWidget,
@@ -45,7 +46,9 @@ class MainWindow(QMainWindow):
             ("Engine", self.engine)]
         self.sidebar = QListWidget()
         self.sidebar.setObjectName("sidebar")
-        self.sidebar.setFixedWidth(190)
+        self.engine_dot = QLabel()
+        self.engine_dot.setObjectName("engine-dot")
+        self._label = control.label.capitalize()
         self.stack = QStackedWidget()
         for name, page in self.pages:
             self.sidebar.addItem(name)
@@ -53,28 +56,53 @@ class MainWindow(QMainWindow):
         self.sidebar.currentRowChanged.connect(self.stack.setCurrentIndex)
         self.sidebar.setCurrentRow(0)
         self._layout()
-        store.state_changed.connect(self.banner.show_state)
+        store.state_changed.connect(self._engine_state)
         store.notice.connect(lambda text: self.statusBar().showMessage(text, NOTICE_MS))
         store.runner.failed.connect(
             lambda what, exc: self.statusBar().showMessage(f"{what} failed: {exc}", NOTICE_MS))
-        self.banner.show_state(store.state.value, store.reason)
+        self._engine_state(store.state.value, store.reason)
         if settings.geometry:
             self.restoreGeometry(QByteArray.fromBase64(settings.geometry.encode()))
 
     def _layout(self) -> None:
+        side = QWidget()
+        side.setObjectName("side")
+        side.setFixedWidth(200)
+        side_col = QVBoxLayout(side)
+        side_col.setContentsMargins(0, 0, 0, 0)
+        side_col.setSpacing(0)
+        brand = QLabel("Cove")
+        brand.setObjectName("brand")
+        side_col.addWidget(brand)
+        side_col.addWidget(self.sidebar, 1)
+        side_col.addWidget(self.engine_dot)
+        banner_box = QWidget()
+        banner_lay = QVBoxLayout(banner_box)
+        banner_lay.setContentsMargins(16, 16, 16, 0)  # the pages' own margins: edges line up
+        banner_lay.addWidget(self.banner)
+        self.banner_box = banner_box
         right = QWidget()
         col = QVBoxLayout(right)
-        col.setContentsMargins(16, 12, 16, 0)
+        col.setContentsMargins(0, 0, 0, 0)
         col.setSpacing(0)
-        col.addWidget(self.banner)
+        col.addWidget(banner_box)
         col.addWidget(self.stack, 1)
         central = QWidget()
         lay = QHBoxLayout(central)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.setSpacing(0)
-        lay.addWidget(self.sidebar)
+        lay.addWidget(side)
         lay.addWidget(right, 1)
         self.setCentralWidget(central)
+
+    def _engine_state(self, state: str, reason: str) -> None:
+        colour = {"running": "#3fb950", "starting": "#d29922", "error": "#f85149"}.get(
+            state, "#8c959f")
+        self.engine_dot.setText(f'<span style="color:{colour}">●</span> '
+                                f'<span style="color:#d0d7de">{self._label} {state}</span>')
+        self.engine_dot.setToolTip(reason or self.store.host)
+        self.banner.show_state(state, reason)
+        self.banner_box.setVisible(state != "running")
 
     def show_page(self, name: str) -> None:
         for i, (page_name, _) in enumerate(self.pages):

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from desktop.models.base import KeyedTableModel
-from desktop.qt import QInputDialog, QVBoxLayout, QWidget
+from desktop.qt import QHeaderView, QInputDialog, QVBoxLayout, QWidget
 from desktop.store import Store
 from desktop.views.common import KeyedTable, button, confirm, filter_box, row, title
 from desktop.views.image_dialogs import PullDialog, RunDialog
@@ -17,6 +17,7 @@ class ResourceView(QWidget):
     """Title, filter, buttons over a KeyedTable; subclasses add their actions."""
 
     heading = ""
+    stretch_column: int | None = None
 
     def __init__(self, store: Store, model: KeyedTableModel,
                  parent: QWidget | None = None) -> None:
@@ -32,6 +33,10 @@ class ResourceView(QWidget):
         lay.addWidget(self.table, 1)
         for col in range(model.columnCount() - 1):
             self.table.setColumnWidth(col, 180)
+        if self.stretch_column is not None:  # the long column takes the room, not the last
+            header = self.table.horizontalHeader()
+            header.setStretchLastSection(False)
+            header.setSectionResizeMode(self.stretch_column, QHeaderView.ResizeMode.Stretch)
 
     def buttons(self) -> list[QWidget]:
         return []
@@ -72,6 +77,7 @@ class ImagesView(ResourceView):
 
 class VolumesView(ResourceView):
     heading = "Volumes"
+    stretch_column = 2  # Mountpoint
 
     def __init__(self, store: Store, parent: QWidget | None = None) -> None:
         super().__init__(store, store.volumes, parent)

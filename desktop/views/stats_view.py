@@ -94,7 +94,7 @@ class Graph(QWidget):
 
 
 def _rate(unit: str) -> Callable[[float], str]:
-    return lambda v: human_size(v) + unit
+    return lambda v: human_size(round(v)) + unit
 
 
 class StatsView(QWidget):

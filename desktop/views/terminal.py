@@ -25,6 +25,7 @@ from desktop.qt import (
 )
 
 BG, FG = QColor("#0d1117"), QColor("#e6edf3")
+PAD = 8  # pixels around the character grid
 NAMED = {
     "black": "#484f58", "red": "#ff7b72", "green": "#3fb950", "brown": "#d29922",
     "yellow": "#d29922", "blue": "#58a6ff", "magenta": "#bc8cff", "cyan": "#39c5cf",
@@ -87,7 +88,8 @@ class TerminalWidget(QWidget):
         return "\n".join(line.rstrip() for line in self.vt.display)
 
     def grid_size(self) -> tuple[int, int]:
-        return max(2, self.width() // self._cw), max(2, self.height() // self._ch)
+        return (max(2, (self.width() - 2 * PAD) // self._cw),
+                max(2, (self.height() - 2 * PAD) // self._ch))
 
     def resizeEvent(self, event: QResizeEvent) -> None:
         cols, rows = self.grid_size()
@@ -131,13 +133,14 @@ class TerminalWidget(QWidget):
         if ch.reverse:
             fg, bg = bg, fg
         if bg != BG:
-            p.fillRect(x * self._cw, y * self._ch, len(text) * self._cw, self._ch, bg)
+            p.fillRect(PAD + x * self._cw, PAD + y * self._ch, len(text) * self._cw, self._ch,
+                       bg)
         if text.strip():
             font = p.font()
             font.setBold(bool(ch.bold))
             p.setFont(font)
             p.setPen(fg)
-            p.drawText(x * self._cw, y * self._ch + self._ascent, text)
+            p.drawText(PAD + x * self._cw, PAD + y * self._ch + self._ascent, text)
 
     def _paint_cursor(self, p: QPainter) -> None:
         c = self.vt.cursor
@@ -145,7 +148,7 @@ class TerminalWidget(QWidget):
             return
         colour = QColor(FG)
         colour.setAlpha(160 if self.hasFocus() else 70)
-        p.fillRect(c.x * self._cw, c.y * self._ch, self._cw, self._ch, colour)
+        p.fillRect(PAD + c.x * self._cw, PAD + c.y * self._ch, self._cw, self._ch, colour)
 
 
 def _same_style(a: pyte.screens.Char, b: pyte.screens.Char) -> bool:

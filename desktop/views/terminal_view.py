@@ -27,6 +27,7 @@ class TerminalView(QWidget):
         self.shell = QComboBox()
         self.shell.addItems(SHELLS)
         self.shell.setEditable(True)
+        self.shell.setMinimumWidth(140)
         self.status = QLabel("Select a running container and press Connect.")
         self.status.setObjectName("muted")
         self.connect_button = button("Connect", self.open_shell, "primary")
@@ -55,6 +56,7 @@ class TerminalView(QWidget):
         if self._follower is not None:
             self._follower.stop()
             self._follower = None
+            self.status.setText("disconnected")
         self._hijacked, self._exec_id = None, None
 
     def _session(self, client: Client) -> Iterator[bytes]:

@@ -3,13 +3,20 @@
 Output follows moby's classic builder line for line (``Step N/M : ...``,
 `` ---> Using cache``, `` ---> Running in <id>``, `` ---> <id>``,
 ``Successfully built``/``tagged``) because clients parse it: docker-py finds
-the image ID only in ``Successfully built <id>``. Only the stages the target
+the image ID only in ``Successfully built <id>``. Moby commits every
+metadata step (ENV, LABEL, CMD, WORKDIR, ...) through a container too, so
+those steps print ``Running in`` and the removal line as well; here they are
+committed directly and the container ID printed is a fresh random one.
+Clients of API < 1.44 get moby 20.10-24's removal line ("Removing
+intermediate container <id>"), newer ones moby 25+'s (" ---> Removed
+intermediate container <id>"). Only the stages the target
 needs are built. Tags are applied at the very end, so a failed build leaves
 no tagged half-image; its untagged steps stay as cache, as docker's do.
 """
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -53,6 +60,7 @@ class Options:
     rm: bool = True
     forcerm: bool = False
     cache_from: tuple[str, ...] = ()
+    legacy_output: bool = False  # the client speaks API < 1.44: moby 20.10-24's wording
 
 
 @dataclass
@@ -61,6 +69,7 @@ class StageState:
     section: dict[str, Any]
     args: dict[str, str] = field(default_factory=dict)
     cmd_set: bool = False
+    maintainer: str = ""  # MAINTAINER: the author of this stage's later commits
 
     @property
     def shell(self) -> list[str]:
@@ -297,7 +306,7 @@ class Builder:
     def _metadata(self, state: StageState, instr: ins.Instruction) -> Out:
         section = dict(state.section)
         text = self._apply_metadata(state, section, instr)
-        yield from self._commit(state, section, md.nop(state.shell, text), None)
+        yield from self._commit(state, section, md.nop(state.shell, text), None, container=True)
 
     def _apply_metadata(self, state: StageState, section: dict[str, Any],
                         instr: ins.Instruction) -> str:
@@ -323,6 +332,7 @@ class Builder:
                 return md.simple(section, "User", "USER", value)
             if keyword == "STOPSIGNAL":
                 return md.simple(section, "StopSignal", "STOPSIGNAL", value)
+            state.maintainer = value
             return f"MAINTAINER {value}"
         if isinstance(instr, ins.Healthcheck):
             return md.healthcheck(section, instr)
@@ -344,24 +354,40 @@ class Builder:
                 self.used_args.add(name)
             parts.append(name if default is None else f"{name}={default}")
         yield from self._commit(state, dict(state.section), md.nop(state.shell,
-                                "ARG " + " ".join(parts)), None)
+                                "ARG " + " ".join(parts)), None, container=True)
 
     def _commit(self, state: StageState, section: dict[str, Any], created_by: str,
-                make: Any) -> Out:
-        """Use the cache or produce the step's image (``make`` builds a layer; None: metadata)."""
+                make: Any, container: bool = False) -> Out:
+        """Use the cache or produce the step's image (``make`` builds a layer; None: metadata).
+
+        *container*: moby runs this step through a container (metadata steps, WORKDIR), so
+        a step that is not cached prints its ``Running in`` and removal lines.
+        """
         parent_id = state.image.id if state.image else ""
         key = step_key(parent_id, created_by, section)
         hit = None if self.opts.nocache else self._cached(state, key, created_by, section)
         if hit is not None:
             yield " ---> Using cache\n"
             image = hit
-        elif make is None:
-            image = metadata_image(self.store, state.image, section, created_by)
-            self.cache.put(key, image.id)
         else:
-            image = yield from make(key)
+            cid = secrets.token_hex(32) if container else ""
+            if cid:
+                yield f" ---> Running in {cid[:12]}\n"
+            if make is None:
+                image = metadata_image(self.store, state.image, section, created_by,
+                                       state.maintainer)
+                self.cache.put(key, image.id)
+            else:
+                image = yield from make(key)
+            if cid and (self.opts.rm or self.opts.forcerm):
+                yield self._removed(cid)
         state.image, state.section = image, section
         yield f" ---> {short(image.id)}\n"
+
+    def _removed(self, cid: str) -> str:
+        if self.opts.legacy_output:
+            return f"Removing intermediate container {cid[:12]}\n"
+        return f" ---> Removed intermediate container {cid[:12]}\n"
 
     def _cached(self, state: StageState, key: str, created_by: str,
                 section: dict[str, Any]) -> Image | None:
@@ -375,16 +401,22 @@ class Builder:
         section = dict(state.section)
         text = md.workdir(section, self._x(state, instr.value))
         path = section["WorkingDir"]
+        # One blank after "#(nop)" here (moby's withCmdCommentString), two for ENV & co.
+        created_by = " ".join([*state.shell, "#(nop) " + text])
         tree = LayerTree(layer_dirs(self.store, state.image))
         if tree.lstat(path) is not None:
-            yield from self._commit(state, section, md.nop(state.shell, text), None)
+            yield from self._commit(state, section, created_by, None, container=True)
             return
         step = CopyStep.mkdir(path, tree)
-        yield from self._commit(state, section, md.nop(state.shell, text),
-                                self._layer_maker(state, section, md.nop(state.shell, text),
-                                                  step))
+        yield from self._commit(state, section, created_by,
+                                self._layer_maker(state, section, created_by, step),
+                                container=True)
 
     def _copy(self, state: StageState, instr: ins.Copy) -> Out:
+        if instr.buildkit_only:
+            raise InvalidArgument(f"the --{instr.buildkit_only} option requires BuildKit. Refer "
+                                  "to https://docs.docker.com/go/buildkit/ to learn how to build "
+                                  "images with BuildKit enabled")
         source_image = None
         if instr.source_stage:
             source_image = yield from self._source_image(state, instr)
@@ -415,7 +447,8 @@ class Builder:
         def make(key: str) -> Generator[str, None, Image]:
             from runtime.build.layers import layer_image
 
-            image = layer_image(self.store, state.image, section, created_by, step.plan.write)
+            image = layer_image(self.store, state.image, section, created_by, step.plan.write,
+                                state.maintainer)
             self.cache.put(key, image.id)
             return image
             yield  # a generator, like every step
@@ -488,7 +521,8 @@ class Builder:
                 raise StepFailed(e.message, e.code) from None
             upper = self.store.rootfs_upper(c.id)
             runstep.clean_upper(upper, LayerTree(layer_dirs(self.store, parent)), script)
-            image = upper_image(self.store, state.image, section, created_by, upper)
+            image = upper_image(self.store, state.image, section, created_by, upper,
+                                state.maintainer)
         except GeneratorExit:
             runstep.remove(containers, c.id)  # the client went away: cancel, leave nothing
             raise
@@ -497,6 +531,6 @@ class Builder:
                 runstep.remove(containers, c.id)
             raise
         if (self.opts.rm or self.opts.forcerm) and runstep.remove(containers, c.id):
-            yield f" ---> Removed intermediate container {c.id[:12]}\n"
+            yield self._removed(c.id)
         return image
 

@@ -62,12 +62,38 @@ class BuildCache:
         write_json_atomic(self.path, live)
 
     def prune(self) -> tuple[list[str], int]:
-        """Forget every entry; returns the keys dropped (docker's ``CachesDeleted``)."""
+        """Forget every entry and delete the images only the cache kept.
+
+        Those are the cached step images that are untagged, used by no container and
+        parent of no other image (a tagged image's intermediate steps stay: they are its
+        history). Deleting a leaf can make its parent step a leaf, so this repeats until
+        nothing changes. Returns the image IDs deleted and the bytes their layers freed.
+        """
         with self._lock:
-            keys = list(self._map)
+            todo = set(self._map.values())
             self._map = {}
             self._save()
-        return keys, 0
+        deleted: list[str] = []
+        freed = 0
+        while todo:
+            gone = [image_id for image_id in sorted(todo) if self._drop_if_dangling(image_id)]
+            if not gone:
+                break
+            deleted += gone
+            todo.difference_update(gone)
+            freed += self.store.gc()[1]
+        return deleted, freed
+
+    def _drop_if_dangling(self, image_id: str) -> bool:
+        store = self.store
+        with store.lock:
+            if not store.exists(image_id):
+                return False
+            if (store.refs_of(image_id) or store.children(image_id)
+                    or store.in_use(image_id)):
+                return False
+            store.drop_record(image_id)
+        return True
 
 
 def _history(image: Image | None) -> list[dict[str, Any]]:

@@ -1,29 +1,32 @@
 """The build context: the request's tar stream unpacked into a private directory as it arrives.
 
-The body is never held in memory: ``tarfile``'s stream mode reads it member by
-member (gzip, bzip2 and xz contexts too). Member names are confined to the
-directory — ``..`` and absolute names are refused, and no member is written
-through a symlink an earlier member created — so a hostile context cannot
-write outside it. ``.dockerignore`` is applied here as well, for clients that
-send their whole directory (the docker CLI and docker-py already filter).
+The body is never held in memory: :mod:`.tarstream` reads it member by member
+(gzip, bzip2 and xz contexts too) and hashes each file as it is written.
+Member names are confined to the directory — ``..`` and absolute names are
+refused, and no member is written through a symlink an earlier member
+created — so a hostile context cannot write outside it. ``.dockerignore`` is
+applied here as well, for clients that send their whole directory (the docker
+CLI and docker-py already filter).
 """
 
 from __future__ import annotations
 
+import hashlib
+import lzma
 import os
 import posixpath
 import shutil
 import stat
-import tarfile
+import threading
 import uuid
-from dataclasses import dataclass
+import zlib
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
 from runtime.api.dockerignore import Matcher, clean, read_file
 from runtime.api.errors import InvalidArgument
-
-_CHUNK = 1 << 20
+from runtime.build.tarstream import Member, Reader, TarError
 
 
 @dataclass
@@ -31,9 +34,15 @@ class Context:
     root: Path
     dockerfile_text: str
     ignore: Matcher
+    # sha256 of every regular file, by path relative to root, computed while unpacking:
+    # COPY's cache key then costs no second read of the context.
+    digests: dict[str, str] = field(default_factory=dict)
 
     def close(self) -> None:
-        shutil.rmtree(self.root, ignore_errors=True)
+        """Remove the unpacked context, off the request's path (the client waits for it)."""
+        root = self.root
+        threading.Thread(target=shutil.rmtree, args=(root,), kwargs={"ignore_errors": True},
+                         name="build-context-rm", daemon=True).start()
 
 
 def new_dir(parent: Path) -> Path:
@@ -43,20 +52,23 @@ def new_dir(parent: Path) -> Path:
     return path
 
 
-def extract(stream: BinaryIO, root: Path, *, owners: bool = False) -> None:
+def extract(stream: BinaryIO, root: Path, *, owners: bool = False) -> dict[str, str]:
     """Unpack the (maybe compressed) tar *stream* into the empty directory *root*.
 
-    With *owners*, members keep their uid/gid (ADD of an archive); a context's
-    owners do not matter since COPY writes root-owned files.
+    Returns the sha256 of each regular file by relative path. With *owners*,
+    members keep their uid/gid (ADD of an archive); a context's owners do not
+    matter since COPY writes root-owned files.
     """
+    digests: dict[str, str] = {}
     try:
-        with tarfile.open(fileobj=stream, mode="r|*") as tar:
-            for member in tar:
-                target = _extract_one(tar, member, root)
-                if owners and target is not None:
-                    os.lchown(target, member.uid, member.gid)
-    except (tarfile.TarError, EOFError, OSError) as e:
+        reader = Reader(stream)
+        for member in reader:
+            target = _extract_one(reader, member, root, digests)
+            if owners and target is not None:
+                os.lchown(target, member.uid, member.gid)
+    except (TarError, EOFError, OSError, zlib.error, lzma.LZMAError) as e:
         raise InvalidArgument(f"failed to read the build context: {e}") from None
+    return digests
 
 
 def _safe_name(name: str) -> str | None:
@@ -84,7 +96,7 @@ def _parent_dir(root: Path, rel: str) -> Path:
     return current
 
 
-def _extract_one(tar: tarfile.TarFile, m: tarfile.TarInfo, root: Path) -> Path | None:
+def _extract_one(reader: Reader, m: Member, root: Path, digests: dict[str, str]) -> Path | None:
     rel = _safe_name(m.name)
     if rel is None:
         return None
@@ -103,15 +115,19 @@ def _extract_one(tar: tarfile.TarFile, m: tarfile.TarInfo, root: Path) -> Path |
             raise InvalidArgument(f"invalid hard link in build context: {m.name}")
         _remove(target)
         os.link(root / link_rel, target, follow_symlinks=False)
+        if link_rel in digests:
+            digests[rel] = digests[link_rel]
         return None
     elif m.isreg():
         _remove(target)
-        src = tar.extractfile(m)
+        digest = hashlib.sha256()
         fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-        with os.fdopen(fd, "wb") as out:
-            if src is not None:
-                shutil.copyfileobj(src, out, _CHUNK)
-        os.chmod(target, m.mode & 0o7777)
+        try:
+            reader.copy_to(fd, digest)
+            os.fchmod(fd, m.mode & 0o7777)
+        finally:
+            os.close(fd)
+        digests[rel] = digest.hexdigest()
     else:
         return None  # devices and fifos have no place in a context
     os.utime(target, (m.mtime, m.mtime), follow_symlinks=False)
@@ -133,7 +149,7 @@ def prepare(stream: BinaryIO, tmp_parent: Path, dockerfile: str) -> Context:
     """Unpack the context and read its Dockerfile (docker's errors when it is missing)."""
     root = new_dir(tmp_parent)
     try:
-        extract(stream, root)
+        digests = extract(stream, root)
         name = clean("/" + (dockerfile or "Dockerfile")).lstrip("/")
         path = root / name
         if not path.is_file() and not dockerfile:
@@ -147,7 +163,7 @@ def prepare(stream: BinaryIO, tmp_parent: Path, dockerfile: str) -> Context:
                 f"Cannot locate specified Dockerfile: {dockerfile or 'Dockerfile'}") from None
         ignore = Matcher(read_file(root / ".dockerignore"))
         _drop_ignored(root, ignore, name)
-        return Context(root, text, ignore)
+        return Context(root, text, ignore, digests)
     except BaseException:
         shutil.rmtree(root, ignore_errors=True)
         raise

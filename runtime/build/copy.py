@@ -45,7 +45,7 @@ class Source:
 @dataclass(frozen=True, slots=True)
 class Entry:
     path: str  # absolute in the image
-    kind: str  # "dir" | "file" | "symlink"
+    kind: str  # "dir" | "file" | "symlink" | "hardlink" (to *linkname*, earlier in the plan)
     mode: int
     uid: int
     gid: int
@@ -53,6 +53,7 @@ class Entry:
     real: Path | None = None
     data: bytes | None = None
     linkname: str = ""
+    digest: str = ""  # the content's sha256 when already known (hashed while unpacking)
 
 
 @dataclass
@@ -75,6 +76,8 @@ class Plan:
 
 
 def _content_digest(e: Entry) -> str:
+    if e.digest:
+        return e.digest
     h = hashlib.sha256()
     if e.data is not None:
         h.update(e.data)
@@ -93,6 +96,9 @@ def _add(tar: tarfile.TarFile, e: Entry) -> None:
         tar.addfile(info)
     elif e.kind == "symlink":
         info.type, info.linkname = tarfile.SYMTYPE, e.linkname
+        tar.addfile(info)
+    elif e.kind == "hardlink":
+        info.type, info.linkname = tarfile.LNKTYPE, e.linkname.lstrip("/")
         tar.addfile(info)
     elif e.data is not None:
         import io
@@ -120,6 +126,9 @@ class Planner:
     owner: Owner | None
     chmod: int | None
     plan: Plan = field(default_factory=Plan)
+    # (device, inode) of multiply-linked source files -> where the first one went, so
+    # hard links in the source stay hard links in the layer.
+    links: dict[tuple[int, int], str] = field(default_factory=dict)
 
     def run(self, sources: list[Source], dest: str, dest_is_dir: bool) -> Plan:
         if len(sources) > 1 and not dest_is_dir:
@@ -130,6 +139,8 @@ class Planner:
         into_dir = dest_is_dir or (dest_st is not None and stat.S_ISDIR(dest_st.st_mode))
         self.plan.kind = "multi" if len(sources) > 1 else "file"
         for src in sources:
+            self.links = {}  # docker links within one source's tree only (f and its link g
+            # given as two sources land as two files)
             if src.tree is not None and _is_dir(src.tree, src.path):
                 if len(sources) == 1:
                     self.plan.kind = "dir"
@@ -193,7 +204,14 @@ class Planner:
                 self._tree_entry(tree, posixpath.join(path, name), posixpath.join(target, name),
                                  keep)
         elif stat.S_ISREG(st.st_mode):
-            self._put(Entry(target, "file", mode, uid, gid, mtime, real=tree.real(path)))
+            first = self.links.get((st.st_dev, st.st_ino)) if st.st_nlink > 1 else None
+            if first is not None and first in self.plan.entries:
+                self._put(Entry(target, "hardlink", mode, uid, gid, mtime, linkname=first))
+                return
+            if st.st_nlink > 1:
+                self.links[(st.st_dev, st.st_ino)] = target
+            self._put(Entry(target, "file", mode, uid, gid, mtime, real=tree.real(path),
+                            digest=tree.digest(path) or ""))
 
     def _dir(self, src: Source, target: str) -> None:
         """A directory source: its contents go into *target* (created if missing)."""

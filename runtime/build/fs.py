@@ -29,6 +29,7 @@ class Tree(Protocol):
     def lstat(self, path: str) -> os.stat_result | None: ...
     def listdir(self, path: str) -> list[str]: ...
     def real(self, path: str) -> Path: ...
+    def digest(self, path: str) -> str | None: ...
 
 
 def _parts(path: str) -> list[str]:
@@ -36,8 +37,12 @@ def _parts(path: str) -> list[str]:
 
 
 class DirTree:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, digests: dict[str, str] | None = None) -> None:
         self.root = root
+        self.digests = digests or {}  # sha256 by relative path, known from unpacking
+
+    def digest(self, path: str) -> str | None:
+        return self.digests.get("/".join(_parts(path)))
 
     def real(self, path: str) -> Path:
         return self.root.joinpath(*_parts(path))
@@ -98,6 +103,9 @@ class LayerTree:
             if not stat.S_ISDIR(st.st_mode) or _opaque(current):
                 return True
         return False
+
+    def digest(self, path: str) -> str | None:
+        return None  # layer files were not hashed when unpacked: read them
 
     def lstat(self, path: str) -> os.stat_result | None:
         found = self._find(path)

@@ -51,6 +51,7 @@ class Copy:
     heredocs: tuple[Heredoc, ...]
     is_add: bool
     checksum: str = ""
+    buildkit_only: str = ""  # the first flag the classic builder refuses (exclude, parents)
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,6 +228,7 @@ def _run(node: Node, escape: str) -> Run:
 
 _COPY_FLAGS = {"from": True, "chown": True, "chmod": True, "link": False, "parents": False,
                "exclude": True}
+_BUILDKIT_ONLY = ("exclude", "parents")
 _ADD_FLAGS = {"chown": True, "chmod": True, "link": False, "checksum": True,
               "keep-git-dir": False, "exclude": True}
 
@@ -243,8 +245,12 @@ def _copy(node: Node, escape: str) -> Copy:
     def last(name: str) -> str:
         return (flags.get(name) or [""])[-1]
 
+    # Parsed (so the error names the flag, after the steps before it ran, as moby's dispatcher
+    # reports it) but refused when dispatched; --link only changes BuildKit's caching, so the
+    # classic builder accepts and ignores it, as moby's does.
+    refused = next((name for name in _BUILDKIT_ONLY if name in flags), "")
     return Copy(node, tuple(args[:-1]), args[-1], last("from"), last("chown"), last("chmod"),
-                node.heredocs, is_add, last("checksum"))
+                node.heredocs, is_add, last("checksum"), refused)
 
 
 def _key_values(node: Node, escape: str) -> KeyValues:

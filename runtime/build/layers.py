@@ -33,24 +33,31 @@ def _dump(config: dict[str, Any]) -> bytes:
     return json.dumps(config, separators=(",", ":")).encode()
 
 
+def _history(created_by: str, author: str) -> dict[str, Any]:
+    # The stage's MAINTAINER is every later step's author (history and config), as moby
+    # commits each step with the dispatch state's maintainer.
+    return {"created_by": created_by, "author": author} if author else {"created_by": created_by}
+
+
 def metadata_image(store: ImageStore, parent: Image | None, section: Section,
-                   created_by: str) -> Image:
+                   created_by: str, author: str = "") -> Image:
     """An image with the parent's layers and a new config (ENV, CMD, LABEL, ...)."""
-    return store.add_empty_layer(parent, section, {"created_by": created_by})
+    return store.add_empty_layer(parent, section, _history(created_by, author))
 
 
 def layer_image(store: ImageStore, parent: Image | None, section: Section, created_by: str,
-                write: Callable[[Writer], None]) -> Image:
+                write: Callable[[Writer], None], author: str = "") -> Image:
     """An image with one more layer, whose uncompressed tar *write* produces."""
-    return store.add_layer(parent, write, section, {"created_by": created_by})
+    return store.add_layer(parent, write, section, _history(created_by, author))
 
 
 def upper_image(store: ImageStore, parent: Image | None, section: Section, created_by: str,
-                upper: Path) -> Image:
+                upper: Path, author: str = "") -> Image:
     """RUN's result: the container's writable layer, or no layer when it changed nothing."""
     if not any(upper.iterdir()):
-        return metadata_image(store, parent, section, created_by)
-    return layer_image(store, parent, section, created_by, lambda out: write_tree(upper, out))
+        return metadata_image(store, parent, section, created_by, author)
+    return layer_image(store, parent, section, created_by, lambda out: write_tree(upper, out),
+                       author)
 
 
 def layer_dirs(store: ImageStore, image: Image | None) -> list[Path]:

@@ -5,7 +5,9 @@
 - Outside quotes the escape character takes the next character literally; inside
   double quotes it only escapes ``"``, ``$`` and itself; single quotes are literal.
 - Substitution: ``$V``, ``${V}``, ``${V:-w}``, ``${V-w}``, ``${V:+w}``, ``${V+w}``,
-  ``${V:?msg}``, ``${V?msg}``, ``${V#p}``, ``${V##p}``, ``${V%p}``, ``${V%%p}``.
+  ``${V:?msg}``, ``${V?msg}``, ``${V#p}``, ``${V##p}``, ``${V%p}``, ``${V%%p}``,
+  ``${V/p/r}`` and ``${V//p/r}`` (moby 28's classic builder vendors buildkit's lexer,
+  which has them; dockerd 20.10's older lexer said "missing ':' in substitution").
 """
 
 from __future__ import annotations
@@ -67,7 +69,9 @@ class _Lexer:
         return ch
 
     # Each piece is (text, splittable): only unquoted substitutions are field-split.
-    def pieces(self, stop: str = "") -> list[tuple[str, bool]]:
+    # With *raw_escapes* an escaped character keeps its escape (buildkit's rawEscapes,
+    # for patterns whose converter reads the escapes itself).
+    def pieces(self, stop: str = "", raw_escapes: bool = False) -> list[tuple[str, bool]]:
         out: list[tuple[str, bool]] = []
         while self.pos < len(self.text):
             ch = self.peek()
@@ -76,7 +80,7 @@ class _Lexer:
             self.pos += 1
             if ch == self.escape:
                 nxt = self.next()
-                out.append((nxt if nxt else ch, False))
+                out.append(((ch + nxt) if raw_escapes and nxt else (nxt or ch), False))
             elif ch == "'":
                 out.append((self._single_quoted(), False))
             elif ch == '"':
@@ -135,6 +139,8 @@ class _Lexer:
                                   "missing '}'")
         if op == "}":
             return self.env.get(name, "")
+        if op == "/":
+            return self._replace(name)
         if op == ":" or (op in "#%" and self.peek() == op):
             op += self.next()
         if op not in (":-", ":+", ":?", "-", "+", "?", "#", "##", "%", "%%"):
@@ -145,6 +151,63 @@ class _Lexer:
             raise InvalidArgument(f"failed to process {self.text!r}: syntax error: "
                                   "missing '}'")
         return _modify(name, op, word, self.env)
+
+
+    def _replace(self, name: str) -> str:
+        """``${V/pattern/replacement}`` (first match) and ``${V//pattern/replacement}`` (all)."""
+        replace_all = self.peek() == "/"
+        if replace_all:
+            self.pos += 1
+        pattern = "".join(t for t, _ in self.pieces(stop="/", raw_escapes=True))
+        if self.next() != "/":
+            raise InvalidArgument(f"failed to process {self.text!r}: syntax error: missing '/' "
+                                  "in ${}")
+        replacement = "".join(t for t, _ in self.pieces(stop="}", raw_escapes=True))
+        if self.next() != "}":
+            raise InvalidArgument(f"failed to process {self.text!r}: syntax error: "
+                                  "missing '}'")
+        rx = _shell_pattern(pattern, self.text)
+        value = self.env.get(name, "")
+        if replace_all:
+            return rx.sub(lambda m: _go_template(replacement), value)
+        m = rx.search(value)
+        return value if m is None else value[: m.start()] + replacement + value[m.end():]
+
+
+def _shell_pattern(pattern: str, text: str) -> re.Pattern[str]:
+    """buildkit's convertShellPatternToRegex (greedy, unanchored): ``*``, ``?`` and the
+    escapes ``\\*``, ``\\?``, ``\\\\`` (``\\}`` and ``\\/`` are plain ``}`` and ``/``); no
+    bracket expressions."""
+    out: list[str] = []
+    i = 0
+    while i < len(pattern):
+        ch = pattern[i]
+        i += 1
+        if ch == "*":
+            out.append(".*")
+        elif ch == "?":
+            out.append(".")
+        elif ch == "\\":
+            nxt = pattern[i] if i < len(pattern) else ""
+            if nxt in ("}", "/"):
+                continue  # the next character is taken literally on the next turn
+            if nxt not in ("*", "?", "\\"):
+                raise InvalidArgument(f"failed to process {text!r}: invalid pattern ({pattern}) "
+                                      f"in substitution: invalid escape '\\{nxt}'")
+            out.append(re.escape(nxt))
+            i += 1
+        else:
+            out.append(re.escape(ch))
+    return re.compile("".join(out), re.DOTALL)
+
+
+_GO_TEMPLATE = re.compile(r"\$(\$|\{[^}]*\}|[A-Za-z0-9_]+)")
+
+
+def _go_template(replacement: str) -> str:
+    """Go's ``Regexp.ReplaceAllString`` template: ``$$`` is ``$``; ``$1``/``${name}`` name
+    groups, and buildkit's patterns have none, so they are empty."""
+    return _GO_TEMPLATE.sub(lambda m: "$" if m.group(1) == "$" else "", replacement)
 
 
 def _modify(name: str, op: str, word: str, env: Mapping[str, str]) -> str:

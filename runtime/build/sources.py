@@ -68,7 +68,7 @@ def plan_copy(store: ImageStore, instr: ins.Copy, state: StageState, ctx: Contex
             tree: Tree = LayerTree(layer_dirs(store, source_image))
             what = x(instr.source_stage)
         else:
-            tree, what = DirTree(ctx.root), "build context"
+            tree, what = DirTree(ctx.root, ctx.digests), "build context"
         sources: list[Source] = []
         for raw in instr.sources:
             sources.extend(_sources(raw, instr, state, tree, what, ctx, temps, x))
@@ -129,9 +129,9 @@ def _maybe_archive(src: Source, ctx: Context, temps: list[Path]) -> Source:
         return src
     out = _tmp(ctx, temps)
     with open(real, "rb") as f:
-        extract(f, out, owners=True)
+        digests = extract(f, out, owners=True)
     os.chmod(out, 0o755)
-    return Source(src.name, DirTree(out), "/", keep_owner=True, contents_only=True)
+    return Source(src.name, DirTree(out, digests), "/", keep_owner=True, contents_only=True)
 
 
 def _download(url: str, ctx: Context, temps: list[Path], checksum: str) -> Source:
@@ -156,7 +156,7 @@ def _download(url: str, ctx: Context, temps: list[Path], checksum: str) -> Sourc
     os.chmod(out, 0o600)
     if modified is not None:
         os.utime(out, (modified, modified))
-    return Source(name, DirTree(out.parent), "/" + name)
+    return Source(name, DirTree(out.parent, {name: digest.hexdigest()}), "/" + name)
 
 
 def _last_modified(headers: Any) -> float | None:

@@ -22,7 +22,7 @@ import os
 import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import BinaryIO, Protocol, cast
 
 BLOCK = 512
 CHUNK = 1 << 20
@@ -60,17 +60,26 @@ class Member:
         return self.type == tarfile.LNKTYPE
 
 
-def decompressed(stream: BinaryIO) -> BinaryIO:
+class Source(Protocol):
+    """What the reader needs of a stream (BufferedReader, GzipFile, BZ2File, LZMAFile)."""
+
+    def read(self, n: int = -1, /) -> bytes: ...
+    def readinto(self, buffer: memoryview, /) -> int: ...
+
+
+def decompressed(stream: BinaryIO) -> Source:
     """*stream*, unwrapped from gzip/bzip2/xz when its first bytes say so."""
-    buffered = stream if hasattr(stream, "peek") else io.BufferedReader(stream)  # type: ignore[arg-type]
-    head = buffered.peek(6)[:6]  # type: ignore[attr-defined]
+    buffered = cast(io.BufferedReader, stream)
+    if not hasattr(stream, "peek"):
+        buffered = io.BufferedReader(cast(io.RawIOBase, stream))
+    head = buffered.peek(6)[:6]
     if head.startswith(b"\x1f\x8b"):
-        return gzip.GzipFile(fileobj=buffered, mode="rb")  # type: ignore[return-value]
+        return gzip.GzipFile(fileobj=buffered, mode="rb")
     if head.startswith(b"BZh"):
-        return bz2.BZ2File(buffered)  # type: ignore[return-value]
+        return bz2.BZ2File(buffered)
     if head.startswith(b"\xfd7zXZ\x00"):
-        return lzma.LZMAFile(buffered)  # type: ignore[return-value]
-    return buffered  # type: ignore[no-any-return]
+        return lzma.LZMAFile(buffered)
+    return buffered
 
 
 class Reader:
@@ -100,7 +109,7 @@ class Reader:
 
     def _readinto(self, n: int) -> int:
         view = memoryview(self._buf)[:n]
-        got = self._f.readinto(view)  # type: ignore[attr-defined]
+        got = self._f.readinto(view)
         if not got:
             raise TarError("unexpected end of data")
         return int(got)

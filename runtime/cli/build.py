@@ -10,9 +10,12 @@ from __future__ import annotations
 import argparse
 import io
 import os
+import stat
 import sys
 import tarfile
+import time
 import uuid
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import IO, Any, TextIO
 
@@ -51,44 +54,116 @@ def configure(verb: str, p: argparse.ArgumentParser) -> None:
 
 # --- the context tar -------------------------------------------------------------------
 
+_CHUNK = 1 << 20  # file data goes out in chunks this big: fewer HTTP chunks and reads
+Body = Generator[bytes, None, None] | IO[bytes]
+
+
+def tar_chunks(
+    context: str, dockerfile: bytes | None = None, dockerfile_name: str = ""
+) -> Generator[bytes, None, None]:
+    """The context directory as tar data, .dockerignore applied (moby's matcher).
+
+    Like docker, the Dockerfile and .dockerignore are always sent, ignored or not;
+    a Dockerfile given separately (stdin, outside the context) is added under
+    ``dockerfile_name``. The tar is produced right here, header by header and file
+    by file in 1 MiB reads, and sent as it is made: no thread, no pipe, no ``tarfile``
+    stream (which copies everything through 10 KiB records). Owners are 0:0; files
+    linked more than once are sent as hard links to their first name, as docker does.
+    """
+    from runtime.api.dockerignore import Matcher, read_file
+
+    root = Path(context)
+    matcher = Matcher(read_file(root / ".dockerignore"))
+    paths = list(matcher.walk(root))
+    for keep in (".dockerignore", dockerfile_name or "Dockerfile"):
+        if keep not in paths and (root / keep).is_file():
+            paths.append(keep)
+    links: dict[tuple[int, int], str] = {}
+    for rel in paths:
+        yield from _member(root / rel, rel, links)
+    if dockerfile is not None:
+        info = tarfile.TarInfo(dockerfile_name)
+        info.size, info.mode, info.mtime = len(dockerfile), 0o644, int(time.time())
+        yield _header(info) + dockerfile + _padding(len(dockerfile))
+    yield b"\0" * (2 * tarfile.BLOCKSIZE)
+
+
+def _header(info: tarfile.TarInfo) -> bytes:
+    return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+
+
+def _padding(size: int) -> bytes:
+    return b"\0" * (-size % tarfile.BLOCKSIZE)
+
+
+def _member(path: Path, rel: str, links: dict[tuple[int, int], str]) -> Iterator[bytes]:
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return  # removed while walking
+    info = tarfile.TarInfo(rel)
+    info.mode, info.mtime = stat.S_IMODE(st.st_mode), int(st.st_mtime)
+    if stat.S_ISDIR(st.st_mode):
+        info.type = tarfile.DIRTYPE
+    elif stat.S_ISLNK(st.st_mode):
+        info.type, info.linkname = tarfile.SYMTYPE, os.readlink(path)
+    elif stat.S_ISREG(st.st_mode):
+        first = links.get((st.st_dev, st.st_ino)) if st.st_nlink > 1 else None
+        if first is not None:
+            info.type, info.linkname = tarfile.LNKTYPE, first
+        else:
+            if st.st_nlink > 1:
+                links[(st.st_dev, st.st_ino)] = rel
+            yield from _file(path, info)
+            return
+    else:
+        return  # sockets, fifos and devices have no place in a context
+    yield _header(info)
+
+
+def _file(path: Path, info: tarfile.TarInfo) -> Iterator[bytes]:
+    with open(path, "rb") as f:
+        info.size = os.fstat(f.fileno()).st_size
+        yield _header(info)
+        left = info.size
+        while left > 0:
+            block = f.read(min(left, _CHUNK))
+            if not block:  # the file shrank while sent: keep the promised size
+                block = b"\0" * left
+            left -= len(block)
+            yield block
+    yield _padding(info.size)
+
+
+class _Chunks(io.RawIOBase):
+    """A file-like view of :func:`tar_chunks` for callers that read a tar stream."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks = chunks
+        self._rest = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self._rest:
+            self._rest = next(self._chunks, b"")
+            if not self._rest:
+                return 0
+        n = min(len(buffer), len(self._rest))
+        buffer[:n] = self._rest[:n]
+        self._rest = self._rest[n:]
+        return n
+
 
 def tar_context(
     context: str, dockerfile: bytes | None = None, dockerfile_name: str = ""
 ) -> IO[bytes]:
-    """The context directory as a streamed tar, .dockerignore applied (moby's matcher).
-
-    Like docker, the Dockerfile and .dockerignore are always sent, ignored or not;
-    a Dockerfile given separately (stdin, outside the context) is added under
-    ``dockerfile_name``.
-    """
-    from runtime.api.dockerignore import Matcher, read_file
-    from runtime.cli.cp import tar_pipe
-
-    root = Path(context)
-    matcher = Matcher(read_file(root / ".dockerignore"))
-
-    def write(tar: tarfile.TarFile) -> None:
-        paths = list(matcher.walk(root))
-        for keep in (".dockerignore", dockerfile_name or "Dockerfile"):
-            if keep not in paths and (root / keep).is_file():
-                paths.append(keep)
-        for rel in paths:
-            tar.add(str(root / rel), arcname=rel, recursive=False, filter=_anonymous)
-        if dockerfile is not None:
-            info = tarfile.TarInfo(dockerfile_name)
-            info.size = len(dockerfile)
-            tar.addfile(info, io.BytesIO(dockerfile))
-
-    return tar_pipe(write)
+    """:func:`tar_chunks` as a readable stream."""
+    return io.BufferedReader(_Chunks(tar_chunks(context, dockerfile, dockerfile_name)))
 
 
-def _anonymous(info: tarfile.TarInfo) -> tarfile.TarInfo:
-    info.uid = info.gid = 0
-    info.uname = info.gname = ""
-    return info
-
-
-def _context(args: argparse.Namespace) -> tuple[IO[bytes], str]:
+def _context(args: argparse.Namespace) -> tuple[Body, str]:
     """(tar stream, dockerfile path inside it)."""
     if "://" in args.context:
         raise CliError("building from a URL is not supported; clone or download it first")
@@ -111,11 +186,11 @@ def _context(args: argparse.Namespace) -> tuple[IO[bytes], str]:
     return _dir_context(args)
 
 
-def _dir_context(args: argparse.Namespace) -> tuple[IO[bytes], str]:
+def _dir_context(args: argparse.Namespace) -> tuple[Body, str]:
     ctx = args.context
     if args.file == "-":
         name = f".dockerfile.{uuid.uuid4().hex[:20]}"
-        return tar_context(ctx, sys.stdin.buffer.read(), name), name
+        return tar_chunks(ctx, sys.stdin.buffer.read(), name), name
     path = args.file or os.path.join(ctx, "Dockerfile")
     if not os.path.isfile(path):
         raise CliError(
@@ -126,8 +201,8 @@ def _dir_context(args: argparse.Namespace) -> tuple[IO[bytes], str]:
     if rel.startswith("../"):  # outside the context: ship it under a private name
         name = f".dockerfile.{uuid.uuid4().hex[:20]}"
         with open(path, "rb") as f:
-            return tar_context(ctx, f.read(), name), name
-    return tar_context(ctx, dockerfile_name=rel), rel
+            return tar_chunks(ctx, f.read(), name), name
+    return tar_chunks(ctx, dockerfile_name=rel), rel
 
 
 def _is_tar(data: bytes) -> bool:

@@ -125,7 +125,10 @@ def _serve(server: UnixHTTPServer, engine: Engine) -> None:
     thread.start()
     log.info("engine listening on unix://%s", server.path)
     engine.events.publish("daemon", "start", engine.id, name=engine.name)
-    stop.wait()
+    # Poll: a process-directed SIGTERM may land on another thread, and then a main thread
+    # blocked in a plain wait() is never interrupted to run the Python handler (it hung).
+    while not stop.wait(0.5):
+        pass
     log.info("engine stopping; containers keep running")
     server.shutdown()
     engine.shutdown()

@@ -134,7 +134,8 @@ class Request:
 
     def str_arg(self, name: str, default: str = "") -> str:
         values = self.query.get(name)
-        return values[-1] if values else default
+        # The first value wins, as with Go's Request.FormValue (docker-py can repeat a key).
+        return values[0] if values else default
 
     def bool_arg(self, name: str, default: bool = False) -> bool:
         values = self.query.get(name)

@@ -82,7 +82,7 @@ def write_export(root: Path, out: IO[bytes], prune: frozenset[str] = frozenset()
 
     Directories in *prune* (other mounts: volumes, binds) are written empty.
     """
-    device = os.lstat(root).st_dev
+    device = os.stat(root).st_dev  # follows /proc/<pid>/root to the container's root
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
         for path, arc in _walk_tree(root, device, prune):
             info = tar.gettarinfo(str(path), arcname=arc)

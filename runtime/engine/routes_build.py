@@ -10,6 +10,7 @@ written yet); everything after that is reported in band.
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,7 +22,7 @@ from runtime.build.context import prepare
 from runtime.build.instructions import parse_dockerfile
 from runtime.engine.engine import Engine
 from runtime.engine.http import Request, Response, json_lines, json_response
-from runtime.engine.router import Router
+from runtime.engine.router import Router, api_at_least
 
 _caches: dict[int, BuildCache] = {}
 
@@ -68,11 +69,15 @@ def options(req: Request) -> Options:
         rm=req.bool_arg("rm", True),
         forcerm=req.bool_arg("forcerm"),
         cache_from=tuple(str(c) for c in cache_from),
+        legacy_output=not api_at_least(req, "1.44"),
     )
 
 
 def register(router: Router, engine: Engine) -> None:
     tmp = engine.layout.data_root / "build" / "tmp"
+    # Contexts are removed in the background after each build: a previous engine that
+    # stopped meanwhile may have left some.
+    shutil.rmtree(tmp, ignore_errors=True)
 
     def build(req: Request) -> Response:
         if req.str_arg("version", "1") == "2":
@@ -98,9 +103,9 @@ def register(router: Router, engine: Engine) -> None:
         return json_lines(stream())
 
     def prune(req: Request) -> Response:
-        keys, freed = _cache(engine).prune()
+        deleted, freed = _cache(engine).prune()
         engine.events.publish("builder", "prune", "", reclaimed=str(freed))
-        return json_response({"CachesDeleted": keys, "SpaceReclaimed": freed})
+        return json_response({"CachesDeleted": deleted, "SpaceReclaimed": freed})
 
     router.add("POST", "/build", build)
     router.add("POST", "/build/prune", prune)

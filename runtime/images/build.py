@@ -68,6 +68,12 @@ def child_config(parent: Image | None, section: dict[str, Any], history: dict[st
     base.pop("container_config", None)
     base["created"] = now
     base["config"] = section
+    # The image's author is the commit's (docker's builder: the stage's MAINTAINER), not
+    # inherited from the parent.
+    if history.get("author"):
+        base["author"] = history["author"]
+    else:
+        base.pop("author", None)
     base.setdefault("rootfs", {"type": "layers", "diff_ids": []})
     if diff_id is not None:
         base["rootfs"]["diff_ids"] = [*base["rootfs"].get("diff_ids", []), diff_id]

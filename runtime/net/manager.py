@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import logging
+import os
 import threading
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
@@ -53,6 +54,20 @@ def table_for(bridge_name: str) -> str:
     return "cove" if bridge_name == "cove0" else f"cove_{bridge_name}"
 
 
+def env_upstreams() -> list[tuple[str, int]] | None:
+    """``COVE_DNS_UPSTREAMS=ip:port,...``: where the embedded DNS forwards instead of the
+    host's resolvers and any --dns (test engines point it at loopback so that no query
+    ever leaves the host)."""
+    value = os.environ.get("COVE_DNS_UPSTREAMS", "").strip()
+    if not value:
+        return None
+    out = []
+    for item in value.split(","):
+        host, _, port = item.strip().rpartition(":")
+        out.append((host, int(port)) if host else (item.strip(), 53))
+    return out
+
+
 @dataclass(slots=True)  # not frozen: engine/ports.py's NetworkSetup protocol has plain attributes
 class ContainerNetwork:
     netns_path: str | None  # the netns to join; None with --network host or none
@@ -72,7 +87,7 @@ class NetworkManager:
         self.bridge_name = bridge_name
         self.bridge_cidr = ipaddress.IPv4Interface(bridge_cidr)
         self.pools = default_pools or DEFAULT_POOLS
-        self._dns_upstreams = dns_upstreams
+        self._dns_upstreams = dns_upstreams if dns_upstreams is not None else env_upstreams()
         self._host_resolv_path = host_resolv
         self._lock = threading.RLock()
         self.store = NetworkStore(layout.network)
@@ -662,7 +677,8 @@ class NetworkManager:
                 net_id=net_id, name=req.name, driver="bridge", subnet=str(subnet),
                 gateway=str(gateway), ip_range=str(req.ip_range) if req.ip_range else "",
                 internal=req.internal, attachable=req.attachable, options=req.options,
-                labels=req.labels, bridge=bridge, ipam_options=req.ipam_options)
+                labels=req.labels, bridge=bridge, ipam_options=req.ipam_options,
+                aux_addresses=req.aux_addresses)
             net = Net(rec, make_pool(rec))
             self._ensure_bridge(net)
             self._save_net(net)

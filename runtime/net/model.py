@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import time
 from dataclasses import dataclass
@@ -79,19 +80,26 @@ def make_pool(record: dict[str, Any]) -> Pool | None:
     subnet = ipaddress.IPv4Network(c["Subnet"], strict=False)
     gateway = ipaddress.IPv4Address(c.get("Gateway") or subnet.network_address + 1)
     rng = ipaddress.IPv4Network(c["IPRange"], strict=False) if c.get("IPRange") else None
-    return Pool(subnet, gateway, rng)
+    pool = Pool(subnet, gateway, rng)
+    # Auxiliary addresses belong to devices outside Docker: never hand them out.
+    for addr in (c.get("AuxiliaryAddresses") or {}).values():
+        with contextlib.suppress(ValueError):
+            pool.taken.add(ipaddress.IPv4Address(addr))
+    return pool
 
 
 def network_record(*, net_id: str, name: str, driver: str, subnet: str = "", gateway: str = "",
                    ip_range: str = "", internal: bool = False, attachable: bool = False,
                    options: dict[str, str] | None = None, labels: dict[str, str] | None = None,
-                   bridge: str = "", ipam_options: dict[str, str] | None = None
-                   ) -> dict[str, Any]:
-    config: list[dict[str, str]] = []
+                   bridge: str = "", ipam_options: dict[str, str] | None = None,
+                   aux_addresses: dict[str, str] | None = None) -> dict[str, Any]:
+    config: list[dict[str, Any]] = []
     if subnet:
-        entry = {"Subnet": subnet, "Gateway": gateway}
+        entry: dict[str, Any] = {"Subnet": subnet, "Gateway": gateway}
         if ip_range:
             entry["IPRange"] = ip_range
+        if aux_addresses:
+            entry["AuxiliaryAddresses"] = dict(aux_addresses)
         config.append(entry)
     rec: dict[str, Any] = {
         "Name": name, "Id": net_id, "Created": rfc3339_now(), "Scope": "local",
@@ -118,6 +126,7 @@ class CreateRequest:
     gateway: ipaddress.IPv4Address | None
     ip_range: ipaddress.IPv4Network | None
     ipam_options: dict[str, str] | None = None
+    aux_addresses: dict[str, str] | None = None
 
 
 def parse_create(body: dict[str, Any]) -> CreateRequest:
@@ -149,7 +158,9 @@ def parse_create(body: dict[str, Any]) -> CreateRequest:
         labels={str(k): str(v) for k, v in (body.get("Labels") or {}).items()},
         subnet=subnet, gateway=gateway, ip_range=ip_range,
         ipam_options={str(k): str(v) for k, v in ipam["Options"].items()}
-        if isinstance(ipam.get("Options"), dict) else None)
+        if isinstance(ipam.get("Options"), dict) else None,
+        aux_addresses={str(k): str(v) for k, v in v4[0]["AuxiliaryAddresses"].items()}
+        if v4 and isinstance(v4[0].get("AuxiliaryAddresses"), dict) else None)
 
 
 def _parse_ipam(c: dict[str, Any]) -> tuple[ipaddress.IPv4Network | None,

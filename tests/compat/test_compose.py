@@ -57,8 +57,9 @@ def compose(engine: EngineProcess, project_dir: Path, *args: str, check: bool = 
     return out.stdout.decode() + out.stderr.decode()
 
 
-def ps_json(engine: EngineProcess, project_dir: Path) -> list[dict[str, Any]]:
-    text = compose(engine, project_dir, "ps", "-a", "--format", "json").strip()
+def ps_json(engine: EngineProcess, project_dir: Path, name: str = "covecompose"
+            ) -> list[dict[str, Any]]:
+    text = compose(engine, project_dir, "-p", name, "ps", "-a", "--format", "json").strip()
     if text.startswith("["):
         items: list[dict[str, Any]] = json.loads(text)
         return items

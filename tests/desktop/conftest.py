@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -39,11 +40,12 @@ def wait_until(cond: Callable[[], bool], timeout: float = 5.0) -> bool:
 
 
 @pytest.fixture
-def sock_path(tmp_path_factory: pytest.TempPathFactory) -> str:
+def sock_path(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     # Short path: sun_path is 108 bytes, pytest tmp paths can be long.
     d = Path("/tmp") / f"cvd{os.getpid()}{time.monotonic_ns() % 10**6}"
     d.mkdir()
-    return str(d / "e.sock")
+    yield str(d / "e.sock")
+    shutil.rmtree(d, ignore_errors=True)
 
 
 @pytest.fixture

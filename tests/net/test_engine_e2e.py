@@ -41,8 +41,8 @@ def sh(engine: Any, *run_args: str, script: str) -> subprocess.CompletedProcess[
 
 
 def fetch(address: str) -> str:
-    """Shell that GETs http://ADDRESS/ with a 2 s bound (busybox nc; wget -T crashes in
-    busybox 1.35 and ``timeout`` is not reliable enough to bound it)."""
+    """Shell that GETs http://ADDRESS/ within 2 s: busybox nc. (busybox 1.35's ``wget -T``
+    crashes, and a lone ``timeout wget`` becomes PID 1, which SIGTERM does not stop.)"""
     host, _, port = address.partition(":")
     return rf"printf 'GET / HTTP/1.0\r\n\r\n' | nc -w 2 {host} {port or 80}"
 

@@ -9,12 +9,17 @@ Domain shape (see vm-notes.md for why):
   with ``hostfwd=tcp:127.0.0.1:PORT-:22`` goes to QEMU through ``<qemu:commandline>``, with an
   explicit PCI address (without it, it takes slot 1 and pcie-root-port fails).
 - Shares: virtiofs (needs shared memfd memory backing).
+- ``defineXML`` is skipped when the domain already matches the spec (a digest in
+  ``<metadata>``): on hosts where /dev/kvm is accessible but unusable (kvm_pvm), libvirt 9.0
+  re-probes QEMU's capabilities on every define, which takes 50-80 s on a busy 2-core box.
+  So a restart with the same spec costs only ``create()``; the supervisor keeps the SSH port.
 - As root on ``qemu:///system``, QEMU runs as root (static DAC label) so instance dirs under
   /root need no relabelling; as a user, ``qemu:///session`` runs it as that user anyway.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import subprocess
@@ -31,6 +36,7 @@ from vmhost.hypervisor import Accel, Disk, Resources, VMSpec, VMState, VMStatus
 log = logging.getLogger(__name__)
 
 PREFIX = "cove-"
+NS = "https://cove.invalid/vm/1"
 VIRTIOFSD = "/usr/lib/qemu/virtiofsd"
 _STATES = {
     libvirt.VIR_DOMAIN_RUNNING: VMState.RUNNING,
@@ -86,6 +92,7 @@ def domain_xml(spec: VMSpec, accel: Accel, *, as_root: bool) -> str:
     netdev = f"user,id=covenet,hostfwd=tcp:127.0.0.1:{spec.ssh_port}-:22"
     return f"""<domain type='{kind}' xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>
   <name>{PREFIX}{spec.name}</name>
+  <metadata/>
   <memory unit='MiB'>{spec.memory_mib}</memory>
   <vcpu>{spec.cpus}</vcpu>
   <os><type arch='x86_64' machine='q35'>hvm</type>
@@ -164,16 +171,21 @@ class LibvirtHypervisor:
         dom = self._lookup(spec.name)
         if dom is not None and dom.isActive():
             raise Conflict(f"vm {spec.name} is running")
-        if dom is not None:  # redefine from the new spec (ports, image) rather than merge
-            try:
-                dom.undefine()
-            except libvirt.libvirtError as e:
-                raise Internal(f"libvirt undefine {spec.name}: {e.get_error_message()}") from e
         accel = accelmod.choose(spec.accel)
         self.accel_used = accel
         make_overlay(spec.root_image, spec.root_overlay)
         spec.serial_log.unlink(missing_ok=True)
         xml = domain_xml(spec, accel, as_root=os.geteuid() == 0)
+        digest = hashlib.sha256(xml.encode()).hexdigest()[:16]
+        if dom is not None and f"<cove:spec>{digest}</cove:spec>" in dom.XMLDesc(0):
+            return  # unchanged: skip defineXML (see the module docstring: it can take a minute)
+        if dom is not None:  # redefine from the new spec (ports, image) rather than merge
+            try:
+                dom.undefine()
+            except libvirt.libvirtError as e:
+                raise Internal(f"libvirt undefine {spec.name}: {e.get_error_message()}") from e
+        xml = xml.replace("<metadata/>", f"<metadata><cove:spec xmlns:cove='{NS}'>{digest}"
+                                         "</cove:spec></metadata>")  # fmt: skip
         log.debug("define %s (%s)", spec.name, accel)
         try:
             self._connect().defineXML(xml)

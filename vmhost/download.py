@@ -1,0 +1,82 @@
+"""Release artefacts for macOS/Windows hosts: download once, verify sha256, resume.
+
+Cache shape (Lima's downloader): ``<cache>/downloads/by-url-sha256/<sha256(url)>/`` with
+``url``, ``data`` (complete and verified) and ``data.partial`` (an interrupted download,
+resumed with an HTTP Range request). A server that ignores Range gets a fresh download.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+from runtime.api.errors import InvalidArgument, Unavailable
+from runtime.fsutil import write_atomic
+from vmhost import layout
+
+Progress = Callable[[int, int], None]  # (bytes so far, total or 0)
+CHUNK = 256 * 1024
+
+
+def cache_dir(url: str, cache: Path) -> Path:
+    return cache / layout.DOWNLOADS / hashlib.sha256(url.encode()).hexdigest()
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def fetch(url: str, sha256: str, *, cache: Path | None = None, progress: Progress | None = None,
+          timeout: float = 30.0) -> Path:  # fmt: skip
+    """Return the path of the verified file for *url*, downloading what is missing."""
+    if len(sha256) != 64:
+        raise InvalidArgument(f"download {url}: sha256 must be 64 hex digits")
+    d = cache_dir(url, cache or layout.cache_home())
+    data, partial = d / "data", d / "data.partial"
+    if data.exists():
+        return data
+    d.mkdir(parents=True, exist_ok=True)
+    write_atomic(d / "url", url.encode())
+    have = partial.stat().st_size if partial.exists() else 0
+    req = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
+    try:
+        resp = urllib.request.urlopen(req, timeout=timeout)
+    except urllib.error.HTTPError as e:
+        if e.code == 416 and have:  # already complete
+            return _finish(partial, data, sha256, url)
+        raise Unavailable(f"download {url}: HTTP {e.code}") from e
+    except (urllib.error.URLError, OSError) as e:
+        raise Unavailable(f"download {url}: {e}") from e
+    with resp:
+        resumed = have and resp.status == 206
+        if not resumed:
+            have = 0
+        length = int(resp.headers.get("Content-Length") or 0)
+        total = have + length if length else 0
+        with open(partial, "ab" if resumed else "wb") as out:
+            try:
+                while chunk := resp.read(CHUNK):
+                    out.write(chunk)
+                    have += len(chunk)
+                    if progress:
+                        progress(have, total)
+            except OSError as e:
+                raise Unavailable(f"download {url}: interrupted at {have} bytes: {e}") from e
+    return _finish(partial, data, sha256, url)
+
+
+def _finish(partial: Path, data: Path, sha256: str, url: str) -> Path:
+    got = _sha256_file(partial)
+    if got != sha256.lower():
+        partial.unlink()
+        raise Unavailable(f"download {url}: sha256 mismatch (got {got}, want {sha256})")
+    os.replace(partial, data)
+    return data
