@@ -56,7 +56,7 @@ def populate(host: str) -> dict[str, str]:
             c.start(cid)
         return cid
 
-    web_ports = {"ExposedPorts": {"80/tcp": {}},
+    web_ports: dict[str, Any] = {"ExposedPorts": {"80/tcp": {}},
                  "HostConfig": {"PortBindings": {"80/tcp": [{"HostPort": "18080"}]}}}
     ids = {
         "web": run("shop-web-1", ["sh", "-c", CHATTY], Labels=compose("shop", "web"),

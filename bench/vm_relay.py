@@ -92,10 +92,8 @@ def main() -> int:
         if guest.returncode == 0 and guest.stdout.strip():
             result["in_guest_ping_s"] = int(guest.stdout.strip()) / 1000
         for verb in ("version", "ps"):
-            result[f"ratio_{verb}"] = round(
-                float(result[f"relay_docker_{verb}_s"]) / float(result[f"host_docker_{verb}_s"]),
-                2,  # type: ignore[arg-type]
-            )
+            ratio = result[f"relay_docker_{verb}_s"] / result[f"host_docker_{verb}_s"]
+            result[f"ratio_{verb}"] = round(ratio, 2)
     finally:
         proc.terminate()
         proc.wait(30)
