@@ -112,7 +112,10 @@ def apply_seed() -> seedmod.SeedConfig:
         path = Path(SSH_DIR) / name
         path.write_bytes(data)
         path.chmod(0o600 if name in seedmod.SECRET_MEMBERS else 0o644)
-    if config.host_time and abs(time.time() - config.host_time) > 5:
+    if config.host_time and time.time() < config.host_time:
+        # The RTC is normally right; the seed's time is older than this boot, so it only
+        # ever moves the clock forward (a guest RTC left behind). The host steps it exactly
+        # once SSH is up (vmhost.supervisor).
         set_wall_clock(config.host_time)
     with contextlib.suppress(OSError):
         Path("/proc/sys/kernel/hostname").write_text(config.hostname)

@@ -42,6 +42,7 @@ IMAGE_RECIPE = ("vmhost/guestimage.py", "vmhost/initrd.py")
 EPOCH = "1700000000"
 FS_UUID = "c0ffee00-c0ve-4000-8000-000000000001".replace("ve", "0e")
 ROOT_SIZE = "2G"
+KEEP_IMAGES = 3
 INIT_SCRIPT = "#!/usr/bin/python3 -I\nfrom guestagent.init import main\n\nmain()\n"
 # dial-stdio runs once per Docker API connection: under TCG a Python start costs ~1.5 s, so
 # the default case is socat (same splice, half-close passed on); Python handles the rest.
@@ -191,7 +192,16 @@ def build(*, cache: Path | None = None, mirror: str = "http://deb.debian.org/deb
         took = {"base": round(t1 - t0, 1), "image": round(time.monotonic() - t1, 1)}
         manifest["build_seconds"] = took
         write_json_atomic(out / layout.IMAGE_MANIFEST, manifest)
+        prune(cache, keep=KEEP_IMAGES)
     return image_at(out)
+
+
+def prune(cache: Path, keep: int) -> None:
+    """Drop all but the *keep* newest built images (running VMs' overlays use recent ones)."""
+    images = sorted(cache.glob("image-*"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in images[keep:]:
+        if not old.name.startswith("image-release-"):
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def _build_image(base: Path, out: Path, cache: Path) -> None:

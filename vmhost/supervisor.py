@@ -51,6 +51,13 @@ def ping_engine(guest: GuestConnection) -> bool:
         ch.close()
 
 
+def sync_clock(guest: GuestConnection) -> None:
+    """Step the guest clock to the host's (after boot and host sleep); `date` starts faster
+    than `guestagent set-clock` under TCG."""
+    with contextlib.suppress(CoveError):
+        guest.run(f"date -u -s @{time.time():.3f} >/dev/null", timeout=15)
+
+
 class Supervisor:
     def __init__(self, name: str, hv: Hypervisor, events: EventLog) -> None:
         self.name = name
@@ -96,6 +103,7 @@ class Supervisor:
         )
         guest.wait(SSH_TIMEOUT)
         self.events.emit("ssh-ready", port=port, t=round(time.monotonic() - t0, 2))
+        sync_clock(guest)
         self.guest = guest
         self.relay = UnixRelay(self.lay.relay_socket, guest)
         self.relay.start()
@@ -154,8 +162,7 @@ class Supervisor:
             now_offset = time.time() - time.monotonic()
             if abs(now_offset - offset) > CLOCK_JUMP:
                 self.events.emit("clock-resync", jump=round(now_offset - offset, 1))
-                with contextlib.suppress(CoveError):
-                    guest.run(f"guestagent set-clock {time.time():.3f}", timeout=15)
+                sync_clock(guest)
             offset = now_offset
 
     def stop(self) -> None:

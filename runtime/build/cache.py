@@ -62,17 +62,16 @@ class BuildCache:
         write_json_atomic(self.path, live)
 
     def prune(self) -> tuple[list[str], int]:
-        """Forget every entry and delete the images only the cache kept.
+        """Delete the images only the cache keeps, and forget their entries.
 
         Those are the cached step images that are untagged, used by no container and
-        parent of no other image (a tagged image's intermediate steps stay: they are its
-        history). Deleting a leaf can make its parent step a leaf, so this repeats until
-        nothing changes. Returns the image IDs deleted and the bytes their layers freed.
+        parent of no other image. A tagged image's steps stay, and stay cached: as in
+        docker, whose classic cache is the images themselves. Deleting a leaf can make
+        its parent step a leaf, so this repeats until nothing changes. Returns the image
+        IDs deleted and the bytes their layers freed.
         """
         with self._lock:
             todo = set(self._map.values())
-            self._map = {}
-            self._save()
         deleted: list[str] = []
         freed = 0
         while todo:
@@ -82,6 +81,8 @@ class BuildCache:
             deleted += gone
             todo.difference_update(gone)
             freed += self.store.gc()[1]
+        with self._lock:
+            self._save()  # drops the entries of the deleted images
         return deleted, freed
 
     def _drop_if_dangling(self, image_id: str) -> bool:

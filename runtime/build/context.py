@@ -26,7 +26,7 @@ from typing import BinaryIO
 
 from runtime.api.dockerignore import Matcher, clean, read_file
 from runtime.api.errors import InvalidArgument
-from runtime.build.tarstream import Member, Reader, TarError
+from runtime.build.tarstream import Hasher, Member, Reader, TarError
 
 
 @dataclass
@@ -59,16 +59,19 @@ def extract(stream: BinaryIO, root: Path, *, owners: bool = False) -> dict[str, 
     members keep their uid/gid (ADD of an archive); a context's owners do not
     matter since COPY writes root-owned files.
     """
-    digests: dict[str, str] = {}
+    digests: dict[str, hashlib._Hash] = {}
+    hasher = Hasher()
     try:
         reader = Reader(stream)
         for member in reader:
-            target = _extract_one(reader, member, root, digests)
+            target = _extract_one(reader, member, root, digests, hasher)
             if owners and target is not None:
                 os.lchown(target, member.uid, member.gid)
     except (TarError, EOFError, OSError, zlib.error, lzma.LZMAError) as e:
         raise InvalidArgument(f"failed to read the build context: {e}") from None
-    return digests
+    finally:
+        hasher.close()
+    return {rel: digest.hexdigest() for rel, digest in digests.items()}
 
 
 def _safe_name(name: str) -> str | None:
@@ -96,7 +99,8 @@ def _parent_dir(root: Path, rel: str) -> Path:
     return current
 
 
-def _extract_one(reader: Reader, m: Member, root: Path, digests: dict[str, str]) -> Path | None:
+def _extract_one(reader: Reader, m: Member, root: Path, digests: dict[str, hashlib._Hash],
+                 hasher: Hasher) -> Path | None:
     rel = _safe_name(m.name)
     if rel is None:
         return None
@@ -120,14 +124,13 @@ def _extract_one(reader: Reader, m: Member, root: Path, digests: dict[str, str])
         return None
     elif m.isreg():
         _remove(target)
-        digest = hashlib.sha256()
+        digest = digests[rel] = hashlib.sha256()
         fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         try:
-            reader.copy_to(fd, digest)
+            reader.copy_to(fd, digest, hasher)
             os.fchmod(fd, m.mode & 0o7777)
         finally:
             os.close(fd)
-        digests[rel] = digest.hexdigest()
     else:
         return None  # devices and fifos have no place in a context
     os.utime(target, (m.mtime, m.mtime), follow_symlinks=False)

@@ -19,7 +19,9 @@ import hashlib
 import io
 import lzma
 import os
+import queue
 import tarfile
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO, Protocol, cast
@@ -151,16 +153,41 @@ class Reader:
                 raise TarError(f"sparse member {info.name} is not supported")
             return _member(info, {**self._global, **pax}, long_name, long_link)
 
-    def copy_to(self, fd: int, digest: hashlib._Hash | None = None) -> None:
-        """Write the current member's data to *fd* (hashing it too)."""
+    def copy_to(self, fd: int, digest: hashlib._Hash, hasher: Hasher) -> None:
+        """Write the current member's data to *fd*, *hasher* feeding it to *digest*."""
         while self._left > 0:
             got = self._readinto(min(self._left, CHUNK))
             view = memoryview(self._buf)[:got]
+            hasher.update(digest, bytes(view))  # a copy: the buffer is reused right away
             while view:
                 view = view[os.write(fd, view):]
-            if digest is not None:
-                digest.update(memoryview(self._buf)[:got])
             self._left -= got
+
+
+class Hasher:
+    """Feeds sha256 objects on a helper thread.
+
+    hashlib releases the GIL while it hashes a large buffer, so a context's digests
+    are computed while the request thread waits on the socket or the disk, instead
+    of after (hashing was ~15% of a cached build's time). Digests are read only
+    after :meth:`close`.
+    """
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue[tuple[hashlib._Hash, bytes] | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="build-hash", daemon=True)
+        self._thread.start()
+
+    def update(self, digest: hashlib._Hash, data: bytes) -> None:
+        self._queue.put((digest, data))
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not None:
+            item[0].update(item[1])
 
 
 def _cstring(payload: bytes) -> str:

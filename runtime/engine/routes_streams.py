@@ -163,13 +163,14 @@ def register(router: Router, engine: Engine) -> None:
         if not cmd:
             raise InvalidArgument("No exec command specified")
         image_cfg = engine.images.get(c.image_id).config.get("config") or {}
-        from runtime.engine.specconv import capabilities, merge_env, security
+        from runtime.engine.specconv import capabilities, daemon_env, merge_env, security
 
         hc = dict(c.host_config)
         if body.get("Privileged"):
             hc["Privileged"] = True
         profile, nnp = security(hc)
-        base_env = list(image_cfg.get("Env") or []) + list(c.config.get("Env") or [])
+        base_env = [*daemon_env(c.config.get("Hostname") or c.id[:12], bool(body.get("Tty"))),
+                    *(image_cfg.get("Env") or []), *(c.config.get("Env") or [])]
         console = body.get("ConsoleSize")
         process = ProcessSpec(
             args=tuple(str(a) for a in cmd),
@@ -177,6 +178,7 @@ def register(router: Router, engine: Engine) -> None:
             cwd=body.get("WorkingDir") or c.config.get("WorkingDir")
             or image_cfg.get("WorkingDir") or "/",
             user=body.get("User") or c.config.get("User") or image_cfg.get("User") or "",
+            additional_groups=tuple(hc.get("GroupAdd") or ()),  # moby's exec: same getUser
             terminal=bool(body.get("Tty")),
             console_size=(int(console[0]), int(console[1])) if console and console[0] else None,
             capabilities=capabilities(hc),

@@ -107,6 +107,16 @@ def merge_env(image_env: list[str], request_env: list[str]) -> tuple[str, ...]:
     return tuple(merged.values())
 
 
+def daemon_env(hostname: str, tty: bool) -> list[str]:
+    """What moby's CreateDaemonEnvironment puts first: HOSTNAME, and TERM for a TTY.
+
+    Image and request variables override these in place (merge_env keeps the order).
+    """
+    env = ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+           f"HOSTNAME={hostname}"]
+    return [*env, "TERM=xterm"] if tty else env
+
+
 def command(config: dict[str, Any], image_config: dict[str, Any]) -> tuple[str, ...]:
     """Entrypoint + Cmd as Docker combines them: a request Entrypoint drops the image's Cmd."""
     entrypoint = config.get("Entrypoint")
@@ -258,7 +268,9 @@ def build(
     console = host_config.get("ConsoleSize") or None
     process = ProcessSpec(
         args=command(config, image_config),
-        env=merge_env(image_config.get("Env") or [], config.get("Env") or []),
+        env=merge_env([*daemon_env(config.get("Hostname") or container_id[:12],
+                                   bool(config.get("Tty"))), *(image_config.get("Env") or [])],
+                      config.get("Env") or []),
         cwd=config.get("WorkingDir") or image_config.get("WorkingDir") or "/",
         user=config.get("User") or image_config.get("User") or "",
         additional_groups=tuple(host_config.get("GroupAdd") or ()),

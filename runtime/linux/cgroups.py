@@ -184,6 +184,35 @@ def v1_mounts() -> dict[str, Path]:
     return found
 
 
+def _enable_blkio_accounting(leaf: Path, root: Path) -> None:
+    """Make v1 ``blkio.throttle.io_service_bytes`` count on every disk.
+
+    Since Linux 6.11 blk-throttle is set up on a disk only when some cgroup configures a
+    limit there, and v1 byte counters are kept only where it is set up: until then every
+    container's block I/O reads 0. An unlimited rule ("MAJ:MIN 0") sets it up for good, so
+    it is written once per disk, for disks the hierarchy's root does not list yet (writing
+    freezes the disk's queue for a moment).
+    """
+    try:
+        listed = _read(root / "blkio.throttle.io_service_bytes_recursive")
+    except OSError:
+        return
+    active = {line.split()[0] for line in listed.splitlines() if ":" in line.split()[0]}
+    try:
+        disks = list(Path("/sys/block").iterdir())
+    except OSError:
+        return
+    for disk in disks:
+        try:
+            dev = _read(disk / "dev")
+            if dev in active or _read_int(disk / "size") == 0:
+                continue
+            with open(leaf / "blkio.throttle.read_bps_device", "w") as f:
+                f.write(f"{dev} 0")
+        except OSError:
+            continue  # a disk that went away or refuses throttling: no counters for it
+
+
 def open_cgroup(path: str) -> CgroupManager:
     """The manager for *path* on this host's cgroup layout (probed on every call)."""
     if cgroup_version() == 2:
@@ -212,6 +241,9 @@ class CgroupV1:
         cpuset = self.dirs.get("cpuset")
         if cpuset is not None:
             self._inherit_cpuset(cpuset)
+        blkio = self.dirs.get("blkio")
+        if blkio is not None:
+            _enable_blkio_accounting(blkio, blkio.parents[len(Path(self.path).parts) - 1])
 
     def _inherit_cpuset(self, leaf: Path) -> None:
         # A new v1 cpuset cgroup starts with no cpus/mems: no task could join it.

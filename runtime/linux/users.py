@@ -3,7 +3,8 @@
 Same rules as moby/sys/user ``GetExecUser``: names must exist in the files,
 numbers need not; with no explicit group the user's primary group is used and
 every group in /etc/group that lists the user by name becomes a supplementary
-group. ``--group-add`` entries (names or numbers) are added on top.
+group. ``--group-add`` entries (names or numbers) are added on top, after the primary
+gid, which moby also lists as a supplementary group.
 """
 
 from __future__ import annotations
@@ -121,6 +122,7 @@ def resolve_user(
                 f"unable to find group {extra}: no matching entries in group file"
             )
         supplementary.append(group.gid if group is not None else int(extra))
-    # Like runc: setgroups() gets the supplementary groups only, not the primary gid.
-    ordered = tuple(dict.fromkeys(supplementary))
+    # Like moby's getUser (since the 20.10 fix for GHSA-rc4r-wh2q-q6c4): the primary gid is
+    # also the first supplementary group, so `id` shows groups=<gid>,… as under Docker.
+    ordered = tuple(dict.fromkeys([gid, *supplementary]))
     return ExecUser(found.uid, gid, ordered, found.home or "/", found.name)

@@ -526,6 +526,12 @@ class NetworkManager:
             net = self.nets.get(ep.network_id)
             if net is not None and was_running:
                 self._event("disconnect", net, st.container_id)
+            # Delete the host end now: the kernel destroys an unpinned netns (and the veths
+            # in it) from a workqueue, so right after rm or a failed start the veth lingered.
+            try:
+                self.plumbing.detach(ep.veth)
+            except (OSError, CoveError) as e:
+                log.debug("detach %s: %s", ep.veth, e)
         if st.netns:
             self.plumbing.remove_sandbox(st.netns)
         st.endpoints, st.ports, st.ports_settings = {}, [], {}

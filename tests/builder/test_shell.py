@@ -18,6 +18,10 @@ ENV = {"A": "hello world", "E": "", "P": "/usr/local/bin"}
     ('"a\\b"', "a\\b"), ("a\\ b", "a b"), ("$", "$"), ("$1x", "$1x"),
     ("${P#*/}", "usr/local/bin"), ("${P##*/}", "bin"), ("${P%/*}", "/usr/local"),
     ("${P%%/*}", ""), ('${B:-"x y"}', "x y"), ("${B:-$A}", "hello world"),
+    # buildkit's ${V/p/r} and ${V//p/r} (moby 28's classic builder has them)
+    ("${P/local/L}", "/usr/L/bin"), ("${P//\\//:}", ":usr:local:bin"), ("${P/o*/X}", "/usr/lX"),
+    ("${P//?/.}", ".............."), ("${P/nomatch/X}", "/usr/local/bin"), ("${B/a/b}", ""),
+    ("${A/ /_$E}", "hello_world"), ("${P/\\*/X}", "/usr/local/bin"),
 ])
 def test_expand(word: str, expected: str) -> None:
     assert expand(word, ENV) == expected
@@ -30,6 +34,10 @@ def test_errors() -> None:
         expand("${A", ENV)
     with pytest.raises(InvalidArgument, match="matching '"):
         expand("'abc", ENV)
+    with pytest.raises(InvalidArgument, match="missing '/' in"):
+        expand("${P/usr}", ENV)
+    with pytest.raises(InvalidArgument, match="invalid escape"):
+        expand("${P/\\a/b}", ENV)
 
 
 def test_backtick_escape() -> None:

@@ -64,7 +64,7 @@ def test_non_root_user_has_no_effective_caps(runtime: LinuxRuntime,
 
 
 @pytest.mark.parametrize(("user", "expected"), [
-    ("", "uid=0(root) gid=0(root) groups=10(wheel)"),
+    ("", "uid=0(root) gid=0(root) groups=0(root),10(wheel)"),
     ("nobody:users", "uid=65534(nobody) gid=100(users)"),
     ("1234", "uid=1234 gid=0(root)"),
     ("operator:5", "uid=37(operator) gid=5(tty)"),

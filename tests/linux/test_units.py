@@ -60,11 +60,11 @@ def _etc(tmp_path: Path) -> tuple[str, str]:
 def test_resolve_user(tmp_path: Path) -> None:
     pw, gr = _etc(tmp_path)
     u = resolve_user("app", passwd_path=pw, group_path=gr)
-    assert (u.uid, u.gid, u.groups, u.home) == (1000, 1000, (10, 29), "/home/app")
+    assert (u.uid, u.gid, u.groups, u.home) == (1000, 1000, (1000, 10, 29), "/home/app")
     u = resolve_user("app:wheel", ("audio", "4242"), passwd_path=pw, group_path=gr)
-    assert (u.uid, u.gid, u.groups) == (1000, 10, (29, 4242))
+    assert (u.uid, u.gid, u.groups) == (1000, 10, (10, 29, 4242))
     u = resolve_user("4000:4001", passwd_path=pw, group_path=gr)
-    assert (u.uid, u.gid, u.groups, u.home) == (4000, 4001, (), "/")
+    assert (u.uid, u.gid, u.groups, u.home) == (4000, 4001, (4001,), "/")
     with pytest.raises(InvalidArgument, match="unable to find user bob"):
         resolve_user("bob", passwd_path=pw, group_path=gr)
     with pytest.raises(InvalidArgument, match="unable to find group nogroup"):

@@ -67,3 +67,37 @@ def test_sha_mismatch_discards(server: str, tmp_path: Path) -> None:
         fetch(server, "0" * 64, cache=tmp_path)
     assert not (cache_dir(server, tmp_path) / "data").exists()
     assert not (cache_dir(server, tmp_path) / "data.partial").exists()
+
+
+def test_release_roundtrip_over_local_http(tmp_path: Path) -> None:
+    """write_release -> serve the dir on 127.0.0.1 -> fetch_release unpacks an image dir."""
+    import functools
+
+    from vmhost.guestimage import GuestImage
+    from vmhost.release import fetch_release, write_release
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for name, data in (("root.raw", b"R" * 100_000), ("vmlinuz", b"K"), ("initrd.img", b"I")):
+        (src / name).write_bytes(data)
+    image = GuestImage(key="k", root=src / "root.raw", kernel=src / "vmlinuz",
+                       initrd=src / "initrd.img", cmdline="console=ttyS0")  # fmt: skip
+    pub = tmp_path / "pub"
+    handler = functools.partial(_Quiet, directory=str(pub))
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        base = f"http://127.0.0.1:{httpd.server_address[1]}"
+        write_release(image, pub, base, "9.9")
+        got = fetch_release(f"{base}/release.json", cache=tmp_path / "cache")
+        assert got.root.read_bytes() == b"R" * 100_000
+        assert got.kernel.read_bytes() == b"K" and got.cmdline == "console=ttyS0"
+        assert fetch_release(f"{base}/release.json", cache=tmp_path / "cache") == got
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+class _Quiet(SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        pass

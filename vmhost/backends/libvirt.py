@@ -177,7 +177,7 @@ class LibvirtHypervisor:
         spec.serial_log.unlink(missing_ok=True)
         xml = domain_xml(spec, accel, as_root=os.geteuid() == 0)
         digest = hashlib.sha256(xml.encode()).hexdigest()[:16]
-        if dom is not None and f"<cove:spec>{digest}</cove:spec>" in dom.XMLDesc(0):
+        if dom is not None and f">{digest}</cove:spec>" in dom.XMLDesc(0):
             return  # unchanged: skip defineXML (see the module docstring: it can take a minute)
         if dom is not None:  # redefine from the new spec (ports, image) rather than merge
             try:
