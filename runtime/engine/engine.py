@@ -111,9 +111,8 @@ class Engine:
     def shutdown(self) -> None:
         """Stop serving; containers keep running (adopted by the next engine)."""
         self.health.stop()
-        shutdown = getattr(self.networks, "shutdown", None)
-        if shutdown is not None:
-            shutdown()
+        self.networks.shutdown()
+        self.runtime.close()
 
 
 def _engine_id(data_root: Path) -> str:

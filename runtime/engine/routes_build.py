@@ -86,10 +86,7 @@ def register(router: Router, engine: Engine) -> None:
         if req.str_arg("remote"):
             raise InvalidArgument("remote build contexts are not supported")
         opts = options(req)
-        import time as _t, logging as _l
-        _c0, _w0 = _t.thread_time(), _t.perf_counter()
         ctx = prepare(req.body(), tmp, req.str_arg("dockerfile"))
-        _l.getLogger("bp").warning("BPTIME prepare cpu %.1f wall %.1f", (_t.thread_time()-_c0)*1000, (_t.perf_counter()-_w0)*1000)
         try:
             parsed = parse_dockerfile(ctx.dockerfile_text)
             builder = Builder(engine, opts, ctx, parsed, _cache(engine))
@@ -98,13 +95,10 @@ def register(router: Router, engine: Engine) -> None:
             raise
 
         def stream() -> Iterator[dict[str, Any]]:
-            import time as _t, logging as _l
-            _c0, _w0 = _t.thread_time(), _t.perf_counter()
             try:
                 yield from builder.run()
             finally:
                 ctx.close()
-                _l.getLogger("bp").warning("BPTIME build cpu %.1f wall %.1f", (_t.thread_time()-_c0)*1000, (_t.perf_counter()-_w0)*1000)
 
         return json_lines(stream())
 

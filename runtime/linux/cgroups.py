@@ -213,6 +213,22 @@ def _enable_blkio_accounting(leaf: Path, root: Path) -> None:
             continue  # a disk that went away or refuses throttling: no counters for it
 
 
+def remove_parent_if_unused(parent: str) -> None:
+    """Remove the engine's parent cgroup (e.g. ``cove``) in every hierarchy where it is empty.
+
+    Called when the engine stops: with containers still running the rmdir fails
+    and the parent stays, as it must.
+    """
+    roots = [CGROUP_ROOT] if cgroup_version() == 2 else sorted(set(v1_mounts().values()))
+    if cgroup_version() == 1 and (CGROUP_ROOT / "unified").is_dir():
+        roots.append(CGROUP_ROOT / "unified")
+    for root in roots:
+        try:
+            (root / parent.strip("/")).rmdir()
+        except OSError:
+            continue  # missing, or still holding containers
+
+
 def open_cgroup(path: str) -> CgroupManager:
     """The manager for *path* on this host's cgroup layout (probed on every call)."""
     if cgroup_version() == 2:

@@ -37,7 +37,13 @@ from runtime.api.errors import (
     InvalidArgument,
     NotFound,
 )
-from runtime.linux.cgroups import CgroupManager, CgroupStats, CgroupV2, open_cgroup
+from runtime.linux.cgroups import (
+    CgroupManager,
+    CgroupStats,
+    CgroupV2,
+    open_cgroup,
+    remove_parent_if_unused,
+)
 from runtime.linux.monitor import (
     EXECS_DIR,
     EXIT_NAME,
@@ -386,6 +392,10 @@ class LinuxRuntime:
         except (Conflict, NotFound):
             pass
         shutil.rmtree(d, ignore_errors=True)
+
+    def close(self) -> None:
+        """The engine is stopping: drop the parent cgroup if no container needs it."""
+        remove_parent_if_unused(self.cgroup_parent)
 
     def list_ids(self) -> list[str]:
         return sorted(p.name for p in self.state_dir.iterdir() if p.is_dir())

@@ -374,3 +374,22 @@ def test_rm_leaves_no_mount_cgroup_netns_or_process(docker: Any, engine: EngineP
     assert not list(Path(engine.exec_root).rglob(f"*{c.id}*"))
     links_after = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
     assert links_after.count("veth") < links_before.count("veth") or "veth" not in links_after
+
+
+def test_engine_stop_removes_its_unused_parent_cgroup(tmp_path: Path, busybox_tar: Path) -> None:
+    eng = EngineProcess(tmp_path / "e")
+    try:
+        eng.start()
+        eng.import_image(busybox_tar, "busybox")
+        status, body = eng.request("POST", "/containers/create",
+                                   {"Image": "busybox", "Cmd": ["true"],
+                                    "HostConfig": {"NetworkMode": "none"}})
+        assert status == 201
+        assert eng.request("POST", f"/containers/{body['Id']}/start")[0] == 204
+        eng.request("POST", f"/containers/{body['Id']}/wait")
+        assert eng.request("DELETE", f"/containers/{body['Id']}")[0] == 204
+        eng.stop()
+        parents = [h / eng.cgroup_parent for h in Path("/sys/fs/cgroup").iterdir()]
+        assert not [p for p in parents if p.exists()]
+    finally:
+        eng.cleanup()
