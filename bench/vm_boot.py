@@ -37,8 +37,12 @@ def _ready_times(lay_events: Path, offset: int) -> dict[str, float]:
 def _guest_used_mib() -> float:
     from vmhost import control
 
-    out = subprocess.run(control.ssh_argv(NAME, ["cat", "/proc/meminfo"], tty=False),
-                         capture_output=True, text=True, check=True).stdout  # fmt: skip
+    out = subprocess.run(
+        control.ssh_argv(NAME, ["cat", "/proc/meminfo"], tty=False),
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     mem = {k: int(v.split()[0]) for k, v in (line.split(":", 1) for line in out.splitlines())}
     return (mem["MemTotal"] - mem["MemAvailable"]) / 1024
 

@@ -52,11 +52,26 @@ def _ping(sock: str, runs: int) -> float:
 
 def _host_engine(tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
     sock = str(tmp / "engine.sock")
-    proc = subprocess.Popen([sys.executable, "-m", "runtime.engine", "--host", f"unix://{sock}",
-                             "--data-root", str(tmp / "data"), "--exec-root", str(tmp / "run"),
-                             "--bridge", "covebench0", "--bip", "172.31.250.1/24"],
-                            cwd=ROOT, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)  # fmt: skip
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "runtime.engine",
+            "--host",
+            f"unix://{sock}",
+            "--data-root",
+            str(tmp / "data"),
+            "--exec-root",
+            str(tmp / "run"),
+            "--bridge",
+            "covebench0",
+            "--bip",
+            "172.31.250.1/24",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 60
     while not os.path.exists(sock) and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -67,6 +82,7 @@ def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--runs", type=int, default=10)
     p.add_argument("--keep", action="store_true")
+    p.add_argument("--name", default=NAME, help="reuse this VM (e.g. bench after vm_boot --keep)")
     args = p.parse_args()
     os.environ.setdefault("COVE_VM_HOME", tempfile.mkdtemp(prefix="cove-relay-"))
     from vmhost import control, instance
@@ -75,20 +91,33 @@ def main() -> int:
     proc, host_sock = _host_engine(tmp)
     result: dict[str, float] = {}
     try:
-        relay = control.start(instance.InstanceConfig(name=NAME, disk_gib=4))
+        relay = control.start(instance.InstanceConfig(name=args.name, disk_gib=4))
         for label, sock in (("host", host_sock), ("relay", relay)):
             for verb in ("version", "ps"):
-                result[f"{label}_docker_{verb}_s"] = _time([DOCKER, "-H", f"unix://{sock}", verb],
-                                                           args.runs)  # fmt: skip
+                result[f"{label}_docker_{verb}_s"] = _time(
+                    [DOCKER, "-H", f"unix://{sock}", verb], args.runs
+                )
             result[f"{label}_ping_s"] = _ping(sock, args.runs)
-        guest = subprocess.run(control.ssh_argv(NAME, ["sh", "-c", "'for i in 1 2 3 4 5; do "
-                               "printf \"GET /_ping HTTP/1.0\\r\\n\\r\\n\" | socat - "
-                               "UNIX-CONNECT:/run/cove/engine.sock >/dev/null; done; "
-                               "t0=$(date +%s%N); for i in 1 2 3 4 5 6 7 8 9 10; do "
-                               "printf \"GET /_ping HTTP/1.0\\r\\n\\r\\n\" | socat - "
-                               "UNIX-CONNECT:/run/cove/engine.sock >/dev/null; done; "
-                               "echo $(( ($(date +%s%N)-t0)/10000000 ))'"], tty=False),
-                               capture_output=True, text=True, check=False)  # fmt: skip
+        guest = subprocess.run(
+            control.ssh_argv(
+                args.name,
+                [
+                    "sh",
+                    "-c",
+                    "'for i in 1 2 3 4 5; do "
+                    'printf "GET /_ping HTTP/1.0\\r\\n\\r\\n" | socat - '
+                    "UNIX-CONNECT:/run/cove/engine.sock >/dev/null; done; "
+                    "t0=$(date +%s%N); for i in 1 2 3 4 5 6 7 8 9 10; do "
+                    'printf "GET /_ping HTTP/1.0\\r\\n\\r\\n" | socat - '
+                    "UNIX-CONNECT:/run/cove/engine.sock >/dev/null; done; "
+                    "echo $(( ($(date +%s%N)-t0)/10000000 ))'",
+                ],
+                tty=False,
+            ),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         if guest.returncode == 0 and guest.stdout.strip():
             result["in_guest_ping_s"] = int(guest.stdout.strip()) / 1000
         for verb in ("version", "ps"):
@@ -98,7 +127,7 @@ def main() -> int:
         proc.terminate()
         proc.wait(30)
         if not args.keep:
-            control.remove(NAME, force=True)
+            control.remove(args.name, force=True)
     out = json.dumps(result, indent=1)
     print(out)
     (ROOT / "bench/results").mkdir(parents=True, exist_ok=True)

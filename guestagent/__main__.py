@@ -68,7 +68,11 @@ def _poweroff(args: argparse.Namespace) -> int:
 def _init(args: argparse.Namespace) -> int:
     from guestagent.init import main
 
-    main()
+    adopt = {}
+    for item in args.adopt:
+        name, _, pid = item.partition("=")
+        adopt[name] = int(pid or 0)
+    main(adopt or None)
     return 0
 
 
@@ -97,7 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("epoch", type=float)
     c.set_defaults(func=_set_clock)
     sub.add_parser("poweroff", help="ask PID 1 to power off").set_defaults(func=_poweroff)
-    sub.add_parser("init", help="run as PID 1").set_defaults(func=_init)
+    init = sub.add_parser("init", help="run as PID 1")
+    init.add_argument("--adopt", action="append", default=[], help="NAME=PID started by stage 1")
+    init.set_defaults(func=_init)
     sub.add_parser("version").set_defaults(func=_version)
     return p
 

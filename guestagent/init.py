@@ -40,9 +40,14 @@ SSH_DIR = "/run/cove/ssh"
 GUEST_CONFIG = "/etc/cove/guest.json"  # written at image build: default engine argv
 ENGINE_LOG = "/run/cove/engine.log"
 DEFAULT_ENGINE_ARGV = (
-    "/usr/local/bin/cove", "engine", "run", "--host", f"unix://{ENGINE_SOCKET}",
-    "--data-root", DATA_DIR,
-)  # fmt: skip
+    "/usr/local/bin/cove",
+    "engine",
+    "run",
+    "--host",
+    f"unix://{ENGINE_SOCKET}",
+    "--data-root",
+    DATA_DIR,
+)
 STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGPWR}
 RB_POWER_OFF = 0x4321FEDC
 RB_DISABLE_CAD = 0
@@ -71,8 +76,13 @@ def _mount(source: str, target: str, fstype: str, options: str = "") -> None:
     Path(target).mkdir(parents=True, exist_ok=True)
     if os.path.ismount(target) and fstype != "ext4":
         return  # the initramfs already moved /sys, /proc and /dev here
-    rc = _libc().mount(source.encode(), target.encode(), fstype.encode(), ctypes.c_ulong(mflags),
-                       ",".join(data).encode() or None)  # fmt: skip
+    rc = _libc().mount(
+        source.encode(),
+        target.encode(),
+        fstype.encode(),
+        ctypes.c_ulong(mflags),
+        ",".join(data).encode() or None,
+    )
     if rc != 0:
         err = ctypes.get_errno()
         log.warning("mount %s on %s: %s", fstype, target, os.strerror(err))
@@ -214,10 +224,59 @@ def _step(fn: Callable[[], T], fallback: T) -> T:
         return fallback
 
 
-def main() -> None:
+# Stage 1 of PID 1, installed as /usr/sbin/cove-init by vmhost.guestimage. busybox sh starts
+# in milliseconds where Python takes ~3 s under TCG, so sshd and the engine are started here
+# with the image defaults, and Python (main(adopt=...)) takes over as PID 1 to supervise.
+EARLY_INIT = r"""#!/bin/busybox sh
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root
+bb=/bin/busybox
+$bb mount -t proc -o nosuid,nodev,noexec proc /proc
+$bb mount -t sysfs -o nosuid,nodev,noexec sysfs /sys
+$bb mountpoint -q /dev || $bb mount -t devtmpfs -o mode=0755,nosuid devtmpfs /dev
+$bb mkdir -p /dev/pts /dev/shm
+$bb mount -t devpts -o gid=5,mode=620,ptmxmode=666 devpts /dev/pts
+$bb mount -t tmpfs -o nosuid,nodev tmpfs /dev/shm
+$bb mount -t tmpfs -o mode=0755,nosuid,nodev tmpfs /run
+$bb mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs /tmp
+$bb mount -t cgroup2 -o nsdelegate cgroup2 /sys/fs/cgroup
+$bb mkdir -p /run/sshd /run/cove/ssh /run/lock
+dev_by_serial() {
+  for s in /sys/block/vd*/serial; do
+    d=${s%/serial}
+    [ "$($bb cat "$s" 2>/dev/null)" = "$1" ] && { echo "/dev/${d##*/}"; return; }
+  done
+}
+seed=$(dev_by_serial cove-seed)
+[ -n "$seed" ] && $bb tar -xf "$seed" -C /run/cove/ssh 2>/dev/null
+$bb rm -f /run/cove/ssh/config.json
+$bb chmod 600 /run/cove/ssh/ssh_host_ed25519_key 2>/dev/null
+nic=$($bb ls /sys/class/net | $bb grep -v '^lo$' | $bb head -n1)
+ip link set lo up; ip addr add 10.0.2.15/24 dev "$nic"; ip link set "$nic" up
+ip route add default via 10.0.2.2
+$bb setsid /usr/sbin/sshd -D -e </dev/null >/dev/console 2>&1 &
+sshd=$!
+data=$(dev_by_serial cove-data)
+if [ -n "$data" ]; then
+  dumpe2fs -h "$data" >/dev/null 2>&1 || mkfs.ext4 -q -L cove-data -E nodiscard "$data"
+  $bb mount -t ext4 -o noatime "$data" /var/lib/cove
+fi
+engine=0
+if [ -f /etc/cove/engine.argv ]; then
+  $bb setsid sh -c 'exec $(cat /etc/cove/engine.argv)' </dev/null >/run/cove/engine.log 2>&1 &
+  engine=$!
+fi
+exec /usr/bin/python3 -I -m guestagent init --adopt "sshd=$sshd" --adopt "engine=$engine"
+"""
+
+
+def main(adopt: dict[str, int] | None = None) -> None:
+    """PID 1. With *adopt* (from EARLY_INIT), sshd/engine already run: supervise them."""
     logging.basicConfig(level=logging.INFO, format="cove-init: %(message)s", stream=sys.stderr)
+    if adopt:
+        _adopted(adopt)
+        return
     signal.pthread_sigmask(signal.SIG_BLOCK, {*STOP_SIGNALS, signal.SIGCHLD})
-    os.environ.setdefault("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+    os.environ["PATH"] = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
     os.environ.setdefault("HOME", "/root")
     t0 = time.monotonic()
     mount_kernel_filesystems()
@@ -233,7 +292,35 @@ def main() -> None:
     _step(engine.start, None)
     log.info("engine started after %.2fs", time.monotonic() - t0)
     _step(lambda: mount_shares(config), None)
-    services = [sshd, engine]
+    supervise([sshd, engine])
+
+
+def _adopted(adopt: dict[str, int]) -> None:
+    signal.pthread_sigmask(signal.SIG_BLOCK, {*STOP_SIGNALS, signal.SIGCHLD})
+    os.environ["PATH"] = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+    with contextlib.suppress(OSError):
+        _libc_reboot(RB_DISABLE_CAD)
+    config = _step(apply_seed, seedmod.SeedConfig())
+    now = time.monotonic()
+    sshd = Service("sshd", ("/usr/sbin/sshd", "-D", "-e"), pid=adopt.get("sshd", 0), started_at=now)
+    engine = Service(
+        "engine",
+        engine_argv(config),
+        log_path=ENGINE_LOG,
+        pid=adopt.get("engine", 0),
+        started_at=now,
+    )
+    if not os.path.ismount(DATA_DIR):
+        _step(mount_data_disk, None)
+    if config.engine_argv or not engine.pid:  # the seed overrides the image's engine
+        engine.stop()
+        engine.restart_at = now
+    _step(lambda: mount_shares(config), None)
+    log.info("supervising sshd=%d engine=%d", sshd.pid, engine.pid)
+    supervise([sshd, engine])
+
+
+def supervise(services: list[Service]) -> None:
     while True:
         info = signal.sigtimedwait({*STOP_SIGNALS, signal.SIGCHLD}, 1.0)
         if info is not None and info.si_signo in STOP_SIGNALS:

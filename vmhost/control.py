@@ -41,20 +41,31 @@ def supervisor_pid(name: str) -> int:
     return instance.read_pid(layout.InstanceLayout.named(name).supervisor_pid)
 
 
-def start(config: instance.InstanceConfig, *, timeout: float = 600.0,
-          on_event: OnEvent | None = None, wait_engine: bool = True) -> str:  # fmt: skip
+def start(
+    config: instance.InstanceConfig,
+    *,
+    timeout: float = 600.0,
+    on_event: OnEvent | None = None,
+    wait_engine: bool = True,
+) -> str:
     """Create (if needed) and boot the VM; returns the relay socket path. Idempotent."""
-    lay = instance.create(config) if not layout.InstanceLayout.named(config.name).vm_json.exists() \
-        else layout.InstanceLayout.named(config.name)  # fmt: skip
+    lay = (
+        instance.create(config)
+        if not layout.InstanceLayout.named(config.name).vm_json.exists()
+        else layout.InstanceLayout.named(config.name)
+    )
     if supervisor_pid(config.name):
         return str(lay.relay_socket)
     offset = size(lay.events)
     with open(lay.supervisor_log, "ab") as logf:
         subprocess.Popen(
             [sys.executable, "-m", "vmhost.supervisor", config.name],
-            stdin=subprocess.DEVNULL, stdout=logf, stderr=logf, start_new_session=True,
+            stdin=subprocess.DEVNULL,
+            stdout=logf,
+            stderr=logf,
+            start_new_session=True,
             env={**os.environ, "COVE_VM_HOME": str(layout.data_home())},
-        )  # fmt: skip
+        )
     for ev in watch(lay.events, offset=offset, timeout=timeout):
         if on_event:
             on_event(ev)
@@ -90,11 +101,16 @@ def status(name: str, hv: Hypervisor | None = None) -> VMInfo:
     except (OSError, ValueError):
         port = 0
     return VMInfo(
-        name=name, state=st.state.value, supervisor_pid=supervisor_pid(name),
-        socket=str(lay.relay_socket) if lay.relay_socket.exists() else "", ssh_port=port,
-        accel=st.accel, cpus=config.cpus, memory_mib=config.memory_mib,
+        name=name,
+        state=st.state.value,
+        supervisor_pid=supervisor_pid(name),
+        socket=str(lay.relay_socket) if lay.relay_socket.exists() else "",
+        ssh_port=port,
+        accel=st.accel,
+        cpus=config.cpus,
+        memory_mib=config.memory_mib,
         host_rss_bytes=res.host_rss_bytes if res else 0,
-    )  # fmt: skip
+    )
 
 
 def remove(name: str, *, force: bool = False, hv: Hypervisor | None = None) -> None:
@@ -115,8 +131,20 @@ def ssh_argv(name: str, command: list[str], *, tty: bool) -> list[str]:
     except (OSError, ValueError) as e:
         raise NotFound(f"vm {name} has not been started") from e
     return [
-        "ssh", "-i", str(lay.client_key), "-p", str(port),
-        "-o", f"UserKnownHostsFile={lay.known_hosts}", "-o", "StrictHostKeyChecking=yes",
-        "-o", "IdentitiesOnly=yes", "-o", "LogLevel=ERROR", *(["-t"] if tty else []),
-        "root@127.0.0.1", *command,
-    ]  # fmt: skip
+        "ssh",
+        "-i",
+        str(lay.client_key),
+        "-p",
+        str(port),
+        "-o",
+        f"UserKnownHostsFile={lay.known_hosts}",
+        "-o",
+        "StrictHostKeyChecking=yes",
+        "-o",
+        "IdentitiesOnly=yes",
+        "-o",
+        "LogLevel=ERROR",
+        *(["-t"] if tty else []),
+        "root@127.0.0.1",
+        *command,
+    ]

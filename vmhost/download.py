@@ -34,8 +34,14 @@ def _sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def fetch(url: str, sha256: str, *, cache: Path | None = None, progress: Progress | None = None,
-          timeout: float = 30.0) -> Path:  # fmt: skip
+def fetch(
+    url: str,
+    sha256: str,
+    *,
+    cache: Path | None = None,
+    progress: Progress | None = None,
+    timeout: float = 30.0,
+) -> Path:
     """Return the path of the verified file for *url*, downloading what is missing."""
     if len(sha256) != 64:
         raise InvalidArgument(f"download {url}: sha256 must be 64 hex digits")

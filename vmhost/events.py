@@ -30,8 +30,12 @@ class VMEvent:
     @classmethod
     def from_line(cls, line: str) -> VMEvent:
         obj = json.loads(line)
-        return cls(kind=str(obj["kind"]), time=float(obj.get("time", 0)),
-                   message=str(obj.get("message", "")), data=dict(obj.get("data", {})))  # fmt: skip
+        return cls(
+            kind=str(obj["kind"]),
+            time=float(obj.get("time", 0)),
+            message=str(obj.get("message", "")),
+            data=dict(obj.get("data", {})),
+        )
 
 
 class EventLog:
@@ -50,8 +54,9 @@ class EventLog:
         return ev
 
 
-def watch(path: Path, *, offset: int = 0, poll: float = 0.1,
-          timeout: float | None = None) -> Iterator[VMEvent]:  # fmt: skip
+def watch(
+    path: Path, *, offset: int = 0, poll: float = 0.1, timeout: float | None = None
+) -> Iterator[VMEvent]:
     """Yield events appended after byte *offset*; stops after *timeout* seconds if given."""
     deadline = None if timeout is None else time.monotonic() + timeout
     buf = b""

@@ -28,6 +28,7 @@ import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from guestagent.init import EARLY_INIT
 from runtime.api.errors import Forbidden, Internal, Unavailable
 from runtime.fsutil import write_atomic, write_json_atomic
 from vmhost import layout
@@ -43,7 +44,7 @@ EPOCH = "1700000000"
 FS_UUID = "c0ffee00-c0ve-4000-8000-000000000001".replace("ve", "0e")
 ROOT_SIZE = "2G"
 KEEP_IMAGES = 3
-INIT_SCRIPT = "#!/usr/bin/python3 -I\nfrom guestagent.init import main\n\nmain()\n"
+INIT_SCRIPT = EARLY_INIT
 # dial-stdio runs once per Docker API connection: under TCG a Python start costs ~1.5 s, so
 # the default case is socat (same splice, half-close passed on); Python handles the rest.
 AGENT_SCRIPT = """#!/bin/sh
@@ -53,8 +54,16 @@ fi
 exec /usr/bin/python3 -I -m guestagent "$@"
 """
 CLI_SCRIPT = '#!/bin/sh\nexec /usr/bin/python3 -I -m runtime.cli.main "$@"\n'
-ENGINE_ARGV = ["/usr/bin/python3", "-I", "-m", "runtime.engine", "--host",
-               "unix:///run/cove/engine.sock", "--data-root", "/var/lib/cove"]  # fmt: skip
+ENGINE_ARGV = [
+    "/usr/bin/python3",
+    "-I",
+    "-m",
+    "runtime.engine",
+    "--host",
+    "unix:///run/cove/engine.sock",
+    "--data-root",
+    "/var/lib/cove",
+]
 KERNEL_CMDLINE = (
     "console=ttyS0 root=/dev/vda rw rootfstype=ext4 init=/usr/sbin/cove-init "
     "loglevel=4 mitigations=off panic=-1 net.ifnames=0"
@@ -106,8 +115,10 @@ def build_base(cache: Path, mirror: str) -> Path:
         return out
     tmp = Path(tempfile.mkdtemp(prefix=".base-", dir=cache))
     try:
-        _run(["bash", str(RECIPE_DIR / "build-base.sh"), str(tmp), mirror],
-             env={**os.environ, "SOURCE_DATE_EPOCH": EPOCH})  # fmt: skip
+        _run(
+            ["bash", str(RECIPE_DIR / "build-base.sh"), str(tmp), mirror],
+            env={**os.environ, "SOURCE_DATE_EPOCH": EPOCH},
+        )
         os.replace(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -115,8 +126,10 @@ def build_base(cache: Path, mirror: str) -> Path:
 
 
 def build_wheel(dest: Path) -> Path:
-    _run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps",
-          "-w", str(dest), str(ROOT)], env={**os.environ, "SOURCE_DATE_EPOCH": EPOCH})  # fmt: skip
+    _run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(dest), str(ROOT)],
+        env={**os.environ, "SOURCE_DATE_EPOCH": EPOCH},
+    )
     wheels = sorted(dest.glob("cove-*.whl"))
     if not wheels:
         raise Internal("guest image: pip wheel produced no cove wheel")
@@ -131,8 +144,11 @@ def install_wheel(wheel: Path, tree: Path) -> None:
             if name.startswith(("desktop/", "tests/")) or ".data/" in name:
                 continue
             zf.extract(name, site)
-    scripts = {"usr/sbin/cove-init": INIT_SCRIPT, "usr/local/bin/guestagent": AGENT_SCRIPT,
-               "usr/local/bin/cove": CLI_SCRIPT}  # fmt: skip
+    scripts = {
+        "usr/sbin/cove-init": INIT_SCRIPT,
+        "usr/local/bin/guestagent": AGENT_SCRIPT,
+        "usr/local/bin/cove": CLI_SCRIPT,
+    }
     for rel, text in scripts.items():
         path = tree / rel
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -151,15 +167,44 @@ def _compile(tree: Path) -> None:
     """Byte-compile with the guest's own python3: the root overlay is thrown away on every
     start, so .pyc files written at run time never survive and TCG would recompile each boot."""
     pkgs = [f"/usr/lib/python3/dist-packages/{d}" for d in SOURCE_DIRS]
-    _run(["chroot", str(tree), "/usr/bin/python3", "-m", "compileall", "-q", "-j0",
-          "--invalidation-mode", "unchecked-hash", *pkgs])  # fmt: skip
+    _run(
+        [
+            "chroot",
+            str(tree),
+            "/usr/bin/python3",
+            "-m",
+            "compileall",
+            "-q",
+            "-j0",
+            "--invalidation-mode",
+            "unchecked-hash",
+            *pkgs,
+        ]
+    )
 
 
 def _mkfs(tree: Path, out: Path) -> None:
     env = {**os.environ, "E2FSPROGS_FAKE_TIME": EPOCH}
-    _run(["mke2fs", "-q", "-t", "ext4", "-d", str(tree), "-U", FS_UUID, "-E",
-          f"root_owner=0:0,hash_seed={FS_UUID}", "-L", "cove-root", "-F", str(out), ROOT_SIZE],
-         env=env)  # fmt: skip
+    _run(
+        [
+            "mke2fs",
+            "-q",
+            "-t",
+            "ext4",
+            "-d",
+            str(tree),
+            "-U",
+            FS_UUID,
+            "-E",
+            f"root_owner=0:0,hash_seed={FS_UUID}",
+            "-L",
+            "cove-root",
+            "-F",
+            str(out),
+            ROOT_SIZE,
+        ],
+        env=env,
+    )
 
 
 def _sha256(path: Path) -> str:
@@ -174,8 +219,9 @@ def _allocated(path: Path) -> int:
     return path.stat().st_blocks * 512
 
 
-def build(*, cache: Path | None = None, mirror: str = "http://deb.debian.org/debian",
-          force: bool = False) -> GuestImage:  # fmt: skip
+def build(
+    *, cache: Path | None = None, mirror: str = "http://deb.debian.org/debian", force: bool = False
+) -> GuestImage:
     """Build (or find in the cache) the guest image for this checkout; idempotent."""
     cache = cache or layout.cache_home() / "guest"
     cache.mkdir(parents=True, exist_ok=True)
@@ -219,10 +265,18 @@ def _build_image(base: Path, out: Path, cache: Path) -> None:
         shutil.copyfile(base / layout.IMAGE_KERNEL, tmp / layout.IMAGE_KERNEL)
         build_initrd(tree, tmp / layout.IMAGE_INITRD)  # Debian's initrd runs udev: 6 s slower
         names = (layout.IMAGE_ROOT, layout.IMAGE_KERNEL, layout.IMAGE_INITRD)
-        files = {n: {"sha256": _sha256(tmp / n), "size": (tmp / n).stat().st_size,
-                     "allocated": _allocated(tmp / n)} for n in names}  # fmt: skip
-        write_json_atomic(tmp / layout.IMAGE_MANIFEST, {"key": out.name, "files": files,
-                                                        "cmdline": KERNEL_CMDLINE})  # fmt: skip
+        files = {
+            n: {
+                "sha256": _sha256(tmp / n),
+                "size": (tmp / n).stat().st_size,
+                "allocated": _allocated(tmp / n),
+            }
+            for n in names
+        }
+        write_json_atomic(
+            tmp / layout.IMAGE_MANIFEST,
+            {"key": out.name, "files": files, "cmdline": KERNEL_CMDLINE},
+        )
         shutil.rmtree(tree)
         shutil.rmtree(tmp / "wheel")
         os.replace(tmp, out)
@@ -232,15 +286,20 @@ def _build_image(base: Path, out: Path, cache: Path) -> None:
 
 def image_at(path: Path) -> GuestImage:
     manifest = json.loads((path / layout.IMAGE_MANIFEST).read_text())
-    return GuestImage(key=str(manifest["key"]), root=path / layout.IMAGE_ROOT,
-                      kernel=path / layout.IMAGE_KERNEL, initrd=path / layout.IMAGE_INITRD,
-                      cmdline=str(manifest.get("cmdline", KERNEL_CMDLINE)))  # fmt: skip
+    return GuestImage(
+        key=str(manifest["key"]),
+        root=path / layout.IMAGE_ROOT,
+        kernel=path / layout.IMAGE_KERNEL,
+        initrd=path / layout.IMAGE_INITRD,
+        cmdline=str(manifest.get("cmdline", KERNEL_CMDLINE)),
+    )
 
 
 def compressed_size(image: GuestImage, level: int = 10) -> int:
     """Size of root.raw + kernel + initrd with zstd -<level> (what a release would ship)."""
-    out = subprocess.run(["zstd", f"-{level}", "-T0", "-c", str(image.root)],
-                         check=True, capture_output=True).stdout  # fmt: skip
+    out = subprocess.run(
+        ["zstd", f"-{level}", "-T0", "-c", str(image.root)], check=True, capture_output=True
+    ).stdout
     return len(out) + image.kernel.stat().st_size + image.initrd.stat().st_size
 
 

@@ -123,8 +123,16 @@ def host_key_line(lay: layout.InstanceLayout) -> str:
     return lay.host_key.with_name(layout.HOST_KEY + ".pub").read_text().strip()
 
 
-def spec_for(lay: layout.InstanceLayout, config: InstanceConfig, *, kernel: Path, initrd: Path,
-             cmdline: str, root_image: Path, ssh_port: int) -> VMSpec:  # fmt: skip
+def spec_for(
+    lay: layout.InstanceLayout,
+    config: InstanceConfig,
+    *,
+    kernel: Path,
+    initrd: Path,
+    cmdline: str,
+    root_image: Path,
+    ssh_port: int,
+) -> VMSpec:
     return VMSpec(
         name=config.name,
         cpus=config.cpus,

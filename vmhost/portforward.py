@@ -24,8 +24,9 @@ Notify = Callable[[str, int, str], None]  # (action, port, error)
 
 
 class PortForwarder:
-    def __init__(self, guest: GuestConnection, *, host: str = "127.0.0.1",
-                 notify: Notify | None = None) -> None:  # fmt: skip
+    def __init__(
+        self, guest: GuestConnection, *, host: str = "127.0.0.1", notify: Notify | None = None
+    ) -> None:
         self.guest = guest
         self.host = host
         self.notify = notify or (lambda _a, _p, _e: None)

@@ -40,15 +40,18 @@ def write_release(image: GuestImage, out: Path, base_url: str, version: str) -> 
         shutil.copyfileobj(src, dst, 1 << 20)
     shutil.copyfile(image.kernel, out / layout.IMAGE_KERNEL)
     shutil.copyfile(image.initrd, out / layout.IMAGE_INITRD)
-    files = {n: {"url": f"{base_url.rstrip('/')}/{n}", "sha256": _sha256(out / n)}
-             for n in (layout.IMAGE_KERNEL, layout.IMAGE_INITRD, ROOT_XZ)}  # fmt: skip
+    files = {
+        n: {"url": f"{base_url.rstrip('/')}/{n}", "sha256": _sha256(out / n)}
+        for n in (layout.IMAGE_KERNEL, layout.IMAGE_INITRD, ROOT_XZ)
+    }
     manifest = {"version": version, "cmdline": image.cmdline, "files": files}
     write_json_atomic(out / "release.json", manifest)
     return out / "release.json"
 
 
-def fetch_release(manifest_url: str, *, cache: Path | None = None,
-                  progress: download.Progress | None = None) -> GuestImage:  # fmt: skip
+def fetch_release(
+    manifest_url: str, *, cache: Path | None = None, progress: download.Progress | None = None
+) -> GuestImage:
     cache = cache or layout.cache_home()
     try:
         with urllib.request.urlopen(manifest_url, timeout=30) as r:
@@ -61,8 +64,10 @@ def fetch_release(manifest_url: str, *, cache: Path | None = None,
     out = cache / "guest" / f"image-release-{version}"
     if (out / layout.IMAGE_MANIFEST).exists():
         return image_at(out)
-    got = {n: download.fetch(f["url"], f["sha256"], cache=cache, progress=progress)
-           for n, f in files.items()}  # fmt: skip
+    got = {
+        n: download.fetch(f["url"], f["sha256"], cache=cache, progress=progress)
+        for n, f in files.items()
+    }
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -70,8 +75,10 @@ def fetch_release(manifest_url: str, *, cache: Path | None = None,
         shutil.copyfileobj(src, dst, 1 << 20)
     for n in (layout.IMAGE_KERNEL, layout.IMAGE_INITRD):
         shutil.copyfile(got[n], tmp / n)
-    write_json_atomic(tmp / layout.IMAGE_MANIFEST, {"key": out.name, "version": version,
-                                                    "cmdline": manifest.get("cmdline", "")})  # fmt: skip
+    write_json_atomic(
+        tmp / layout.IMAGE_MANIFEST,
+        {"key": out.name, "version": version, "cmdline": manifest.get("cmdline", "")},
+    )
     shutil.rmtree(out, ignore_errors=True)
     os.replace(tmp, out)
     return image_at(out)

@@ -50,8 +50,15 @@ class ChannelStream:
 
 
 class SSHGuest:
-    def __init__(self, *, host: str, port: int, client_key: Path, host_key_line: str,
-                 connect_timeout: float = 10.0) -> None:  # fmt: skip
+    def __init__(
+        self,
+        *,
+        host: str,
+        port: int,
+        client_key: Path,
+        host_key_line: str,
+        connect_timeout: float = 10.0,
+    ) -> None:
         self.host = host
         self.port = port
         self.key = paramiko.Ed25519Key.from_private_key_file(str(client_key))
@@ -129,8 +136,12 @@ class SSHGuest:
         for attempt in (1, 2):
             t = self.transport()
             try:
-                ch = t.open_channel("direct-tcpip", ("127.0.0.1", port), ("127.0.0.1", 0),
-                                    timeout=self.connect_timeout)  # fmt: skip
+                ch = t.open_channel(
+                    "direct-tcpip",
+                    ("127.0.0.1", port),
+                    ("127.0.0.1", 0),
+                    timeout=self.connect_timeout,
+                )
                 return ChannelStream(ch)
             except paramiko.ChannelException as e:
                 raise Unavailable(f"guest port {port}: {e.text}") from e

@@ -26,7 +26,7 @@ from typing import BinaryIO
 
 from runtime.api.dockerignore import Matcher, clean, read_file
 from runtime.api.errors import InvalidArgument
-from runtime.build.tarstream import Hasher, Member, Reader, TarError
+from runtime.build.tarstream import FileEnd, Member, Reader, Sink, TarError
 
 
 @dataclass
@@ -60,17 +60,19 @@ def extract(stream: BinaryIO, root: Path, *, owners: bool = False) -> dict[str, 
     matter since COPY writes root-owned files.
     """
     digests: dict[str, hashlib._Hash] = {}
-    hasher = Hasher()
+    sink = Sink()
     try:
-        reader = Reader(stream)
-        for member in reader:
-            target = _extract_one(reader, member, root, digests, hasher)
-            if owners and target is not None:
-                os.lchown(target, member.uid, member.gid)
+        try:
+            reader = Reader(stream)
+            for member in reader:
+                owner = (member.uid, member.gid) if owners else None
+                _extract_one(reader, member, root, digests, sink, owner)
+        finally:
+            error = sink.close()
+        if error is not None:
+            raise error
     except (TarError, EOFError, OSError, zlib.error, lzma.LZMAError) as e:
         raise InvalidArgument(f"failed to read the build context: {e}") from None
-    finally:
-        hasher.close()
     return {rel: digest.hexdigest() for rel, digest in digests.items()}
 
 
@@ -100,10 +102,10 @@ def _parent_dir(root: Path, rel: str) -> Path:
 
 
 def _extract_one(reader: Reader, m: Member, root: Path, digests: dict[str, hashlib._Hash],
-                 hasher: Hasher) -> Path | None:
+                 sink: Sink, owner: tuple[int, int] | None) -> None:
     rel = _safe_name(m.name)
     if rel is None:
-        return None
+        return
     target = _parent_dir(root, rel) / posixpath.basename(rel)
     if m.isdir():
         if not target.is_dir() or target.is_symlink():
@@ -114,27 +116,31 @@ def _extract_one(reader: Reader, m: Member, root: Path, digests: dict[str, hashl
         _remove(target)
         os.symlink(m.linkname, target)
     elif m.islnk():
-        link_rel = _safe_name(m.linkname)
-        if link_rel is None:
-            raise InvalidArgument(f"invalid hard link in build context: {m.name}")
-        _remove(target)
-        os.link(root / link_rel, target, follow_symlinks=False)
-        if link_rel in digests:
-            digests[rel] = digests[link_rel]
-        return None
+        _hard_link(m, rel, root, target, digests)
+        return
     elif m.isreg():
         _remove(target)
         digest = digests[rel] = hashlib.sha256()
-        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-        try:
-            reader.copy_to(fd, digest, hasher)
-            os.fchmod(fd, m.mode & 0o7777)
-        finally:
-            os.close(fd)
+        fd = sink.open(target)
+        reader.copy_to(fd, digest, sink)
+        sink.end(FileEnd(fd, target, m.mode & 0o7777, m.mtime, owner))
+        return  # the sink sets owner, mode and mtime once the data is written
     else:
-        return None  # devices and fifos have no place in a context
+        return  # devices and fifos have no place in a context
+    if owner is not None:
+        os.lchown(target, *owner)
     os.utime(target, (m.mtime, m.mtime), follow_symlinks=False)
-    return target
+
+
+def _hard_link(m: Member, rel: str, root: Path, target: Path,
+               digests: dict[str, hashlib._Hash]) -> None:
+    link_rel = _safe_name(m.linkname)
+    if link_rel is None:
+        raise InvalidArgument(f"invalid hard link in build context: {m.name}")
+    _remove(target)
+    os.link(root / link_rel, target, follow_symlinks=False)
+    if link_rel in digests:
+        digests[rel] = digests[link_rel]
 
 
 def _remove(path: Path) -> None:

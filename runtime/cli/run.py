@@ -262,7 +262,11 @@ def _device(spec: str) -> dict[str, str]:
 
 def create(cli: Cli, args: argparse.Namespace, console: tuple[int, int] = (0, 0)) -> str:
     """POST /containers/create; on "No such image" pull (per --pull) and retry once."""
-    config = build_config(args, console)
+    try:
+        config = build_config(args, console)
+    except CliError as e:
+        # A bad flag value: docker run/create exit 125 for these (cobra's flag errors).
+        raise CliError(e.message, 125) from e
     if args.pull == "always":
         from runtime.cli.images import pull_image
 

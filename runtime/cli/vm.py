@@ -56,9 +56,13 @@ def _config(args: argparse.Namespace) -> Any:
         return instance.load(args.name)
     except CoveError:
         return instance.InstanceConfig(
-            name=args.name, cpus=args.cpus, memory_mib=args.memory, disk_gib=args.disk,
-            accel=args.accel, shares=tuple(os.path.abspath(s) for s in args.share),
-        )  # fmt: skip
+            name=args.name,
+            cpus=args.cpus,
+            memory_mib=args.memory,
+            disk_gib=args.disk,
+            accel=args.accel,
+            shares=tuple(os.path.abspath(s) for s in args.share),
+        )
 
 
 def _start(args: argparse.Namespace) -> int:
@@ -67,8 +71,10 @@ def _start(args: argparse.Namespace) -> int:
     def show(ev: Any) -> None:
         if not args.quiet:
             t = ev.data.get("t")
-            print(f"vm {args.name}: {ev.kind}" + (f" ({t:.1f}s)" if t is not None else ""),
-                  file=sys.stderr)  # fmt: skip
+            print(
+                f"vm {args.name}: {ev.kind}" + (f" ({t:.1f}s)" if t is not None else ""),
+                file=sys.stderr,
+            )
 
     try:
         sock = control.start(_config(args), timeout=args.timeout, on_event=show)
@@ -102,8 +108,10 @@ def _status(args: argparse.Namespace) -> int:
     print(f"{'NAME':12} {'STATE':9} {'ACCEL':5} {'CPUS':4} {'MEMORY':7} {'QEMU RSS':9} SOCKET")
     for i in infos:
         rss = f"{i.host_rss_bytes / 2**20:.0f}MiB" if i.host_rss_bytes else "-"
-        print(f"{i.name:12} {i.state:9} {i.accel or '-':5} {i.cpus:<4} {i.memory_mib:<7} "
-              f"{rss:9} {i.socket or '-'}")  # fmt: skip
+        print(
+            f"{i.name:12} {i.state:9} {i.accel or '-':5} {i.cpus:<4} {i.memory_mib:<7} "
+            f"{rss:9} {i.socket or '-'}"
+        )
     return 0
 
 

@@ -44,6 +44,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--bip", default="172.17.0.1/16", help="default bridge address/prefix")
     p.add_argument("--insecure-registry", action="append", default=[])
     p.add_argument("--registry-mirror", action="append", default=[])
+    p.add_argument("--userns-remap", default="",
+                   help="default|uid:gid|user[:group] (not supported yet: refused)")
     p.add_argument("-D", "--debug", action="store_true")
     return p.parse_args(argv)
 
@@ -90,6 +92,13 @@ def main(argv: list[str]) -> int:
     if args.host and not args.host.startswith("unix://"):
         print(f"cove engine: only unix:// hosts are supported, not {args.host}", file=sys.stderr)
         return 2
+    if args.userns_remap:
+        # The kernel part works here (overlayfs accepts idmapped lower layers, 5.19+), but
+        # the engine does not yet idmap layers and volumes, chown writable layers and the
+        # per-container files, or run the monitor's mounts from inside the user namespace.
+        # Refuse rather than start containers whose root would be host root.
+        print("cove engine: --userns-remap is not supported yet", file=sys.stderr)
+        return 1
     config = EngineConfig(
         layout=layout, socket_path=socket_path, cgroup_parent=args.cgroup_parent,
         bridge_name=args.bridge, bridge_cidr=args.bip,

@@ -8,6 +8,7 @@ and then live ones until ``until`` or disconnect.
 from __future__ import annotations
 
 import collections
+import itertools
 import threading
 import time
 from collections.abc import Iterator
@@ -57,6 +58,13 @@ class EventBus:
             self._cond.notify_all()
         return event
 
+    def _since(self, seq: int) -> list[Event]:
+        """Events published after *seq* (lock held). Sequence numbers have no gaps, so
+        they are the history's last ``_seq - seq`` entries: no scan of the whole deque
+        at every wake-up of every subscriber."""
+        newest_first = itertools.islice(reversed(self._history), self._seq - seq)
+        return [e for _, e in newest_first][::-1]
+
     def subscribe(
         self, since_ns: int | None = None, until_ns: int | None = None, poll: float = 1.0
     ) -> Iterator[Event | None]:
@@ -81,11 +89,11 @@ class EventBus:
             with self._cond:
                 if self._seq == last:
                     self._cond.wait(poll)
-                fresh = [(s, e) for s, e in self._history if s > last]
+                fresh = self._since(last)
                 last = self._seq
             if not fresh:
                 yield None
-            for _, event in fresh:
+            for event in fresh:
                 if until_ns is not None and event.time_nano > until_ns:
                     return
                 yield event

@@ -102,7 +102,7 @@ def register(router: Router, engine: Engine) -> None:
             raise InvalidArgument("Bad parameters: you must choose at least one stream")
         tail_arg = req.str_arg("tail", "all")
         tail = None if tail_arg in ("all", "") or tail_arg.startswith("-") else int(tail_arg)
-        entries = logs.read(
+        batches = logs.read_batches(
             c.log_path, tail=tail,
             since_ns=logs.parse_client_time(req.str_arg("since")) or None,
             until_ns=logs.parse_client_time(req.str_arg("until")),
@@ -110,17 +110,13 @@ def register(router: Router, engine: Engine) -> None:
             is_running=lambda: c.running and not req.client_gone(),
         )
         tty = bool(c.config.get("Tty"))
-        stamps = req.bool_arg("timestamps")
+        streams = frozenset(s for s, on in ((logs.STDOUT, want_out), (logs.STDERR, want_err))
+                            if on)
 
         def body() -> Iterator[bytes]:
             yield b""
-            for e in entries:
-                if (e.stream == logs.STDOUT and not want_out) or (
-                    e.stream == logs.STDERR and not want_err
-                ):
-                    continue
-                data = (e.time.encode() + b" " + e.data) if stamps else e.data
-                yield data if tty else logs.frame(e.stream, data)
+            yield from logs.chunks(batches, streams=streams, tty=tty,
+                                   timestamps=req.bool_arg("timestamps"))
 
         return Response(200, body(), content_type=_stream_type(req, tty))
 

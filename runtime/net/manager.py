@@ -485,6 +485,7 @@ class NetworkManager:
         primary = st.endpoints.get(st.order[0]) if st.order else None
         gateway = primary.gateway if primary else str(self.bridge_cidr.ip)
         extra = files.parse_extra_hosts(list(host_config.get("ExtraHosts") or []), gateway)
+        extra += self._link_hosts(st, host_config)
         ips = [ep.ip for ep in st.endpoints.values()]
         files.write_file(d / CONTAINER_HOSTS, files.hosts_file(
             hostname=st.hostname, domainname=domainname, ips=ips, extra=extra,
@@ -503,6 +504,35 @@ class NetworkManager:
         files.write_file(d / CONTAINER_RESOLV, text)
         files.write_file(d / CONTAINER_HOSTNAME, f"{st.hostname}\n")
         return self._file_mounts(d)
+
+    def _link_hosts(self, st: ContainerState, host_config: dict[str, Any]
+                    ) -> list[tuple[str, str]]:
+        """/etc/hosts lines of legacy links on the default bridge, as moby writes them:
+        ``<ip>\t<alias> <hostname> <name>`` (the name only when it differs from the alias).
+        On user networks links are DNS aliases instead (see _resolve_name)."""
+        default = self._default()
+        if st.mode != default.id:
+            return []
+        out = []
+        for spec in host_config.get("Links") or []:
+            ref, _, alias = str(spec).partition(":")
+            ref = ref.strip("/")
+            alias = (alias or ref).strip("/").rsplit("/", 1)[-1]
+            child = self._state_named(ref)
+            ep = child.endpoints.get(default.id) if child else None
+            if child is None or ep is None:
+                continue
+            names = [alias, child.hostname or child.container_id[:12]]
+            if alias != child.name:
+                names.append(child.name)
+            out.append((ep.ip, " ".join(names)))
+        return out
+
+    def _state_named(self, ref: str) -> ContainerState | None:
+        for other in self.states.values():
+            if other.name == ref or (len(ref) >= 12 and other.container_id.startswith(ref)):
+                return other
+        return None
 
     # ------------------------------------------------------------------ teardown
     def teardown(self, container_id: str) -> None:
@@ -611,21 +641,32 @@ class NetworkManager:
             st = self.states.get(container_id)
             if st is None:
                 return None
+            nets = [self.nets[n] for n in st.endpoints
+                    if n in self.nets and self.nets[n].user_defined]
+            # libnetwork tries the asker's own link aliases first (``--link name:alias`` is
+            # an alias local to the linking endpoint), then the names everyone can see.
             found: list[ipaddress.IPv4Address] = []
-            for net_id in st.endpoints:
-                net = self.nets.get(net_id)
-                if net is None or not net.user_defined:
-                    continue
-                for other in self.states.values():
-                    ep = other.endpoints.get(net_id)
-                    if ep is None:
-                        continue
-                    names = {other.name.lower(), other.container_id[:12],
-                             f"{other.name.lower()}.{net.name.lower()}"}
-                    names.update(a.lower() for a in ep.aliases)
-                    if qname in names:
-                        found.append(ipaddress.IPv4Address(ep.ip))
+            for net in nets:
+                target = _link_target(st.wanted.get(net.id) or {}, qname, net.name.lower())
+                found += self._lookup_on(net, target) if target else []
+            if not found:
+                for net in nets:
+                    found += self._lookup_on(net, qname)
             return found or None
+
+    def _lookup_on(self, net: Net, qname: str) -> list[ipaddress.IPv4Address]:
+        """Addresses on *net* of the containers called *qname* (name, alias, short id)."""
+        found = []
+        for other in self.states.values():
+            ep = other.endpoints.get(net.id)
+            if ep is None:
+                continue
+            names = {other.name.lower(), other.container_id[:12],
+                     f"{other.name.lower()}.{net.name.lower()}"}
+            names.update(a.lower() for a in ep.aliases)
+            if qname in names:
+                found.append(ipaddress.IPv4Address(ep.ip))
+        return found
 
     def _resolve_ip(self, container_id: str, ip: ipaddress.IPv4Address) -> str | None:
         """PTR: ``name.network`` of the container holding *ip* on one of the asker's
@@ -826,3 +867,15 @@ class NetworkManager:
                  f"\t{st.hostname}." not in ln]
         lines += [f"{ep.ip}\t{st.hostname}\n" for ep in st.endpoints.values()]
         files.write_file(path, "".join(lines))
+
+
+def _link_target(endpoint_config: dict[str, Any], qname: str, net_name: str) -> str | None:
+    """The container name that *qname* stands for through one of the endpoint's legacy
+    links (``EndpointSettings.Links``: ``name:alias``, or ``alias.network``), else None."""
+    for spec in endpoint_config.get("Links") or []:
+        name, _, alias = str(spec).partition(":")
+        name = name.strip("/").lower()
+        alias = (alias or name).strip("/").rsplit("/", 1)[-1].lower()
+        if qname in (alias, f"{alias}.{net_name}"):
+            return name
+    return None

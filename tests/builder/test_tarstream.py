@@ -69,3 +69,15 @@ def test_hostile_and_truncated_streams(tmp_path: Path) -> None:
     bad[148:156] = b"0000000\0"  # a wrong header checksum
     with pytest.raises(InvalidArgument, match="failed to read the build context"):
         extract(io.BytesIO(bytes(bad)), tmp_path)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="chown needs root")
+def test_owners_keep_set_id_bits(tmp_path: Path) -> None:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        info = tarfile.TarInfo("bin/su")
+        info.size, info.mode, info.uid, info.gid = 2, 0o4755, 7, 8
+        tar.addfile(info, io.BytesIO(b"#!"))
+    extract(io.BytesIO(buf.getvalue()), tmp_path, owners=True)
+    st = os.stat(tmp_path / "bin/su")
+    assert (st.st_uid, st.st_gid, st.st_mode & 0o7777) == (7, 8, 0o4755)  # chown, then chmod

@@ -149,11 +149,10 @@ def test_masked_and_readonly_paths(docker: Any) -> None:
     # This kernel may lack /proc/kcore (CONFIG_PROC_KCORE); runc skips such paths too.
     files = [p for p in ("/proc/kcore", "/proc/keys", "/proc/timer_list") if Path(p).exists()]
     out = output(docker, "sh", "-c",
-                 "for f in %s; do wc -c < $f; done; ls -A /sys/firmware | wc -l;"
+                 f"for f in {' '.join(files)}; do wc -c < $f; done; ls -A /sys/firmware | wc -l;"
                  " (echo x > /sys/firmware/x) 2>/dev/null || echo firmware-ro;"
                  " (echo x > /proc/sys/kernel/domainname) 2>/dev/null || echo sys-ro;"
-                 " grep ' /proc/sys ' /proc/self/mounts | cut -d' ' -f4 | cut -d, -f1"
-                 % " ".join(files))
+                 " grep ' /proc/sys ' /proc/self/mounts | cut -d' ' -f4 | cut -d, -f1")
     assert files and out.split() == ["0"] * len(files) + ["0", "firmware-ro", "sys-ro", "ro"]
     assert output(docker, "sh", "-c", "cat /proc/keys | wc -c", privileged=True).strip() != "0"
 

@@ -24,8 +24,18 @@ def test_dial_stdio_relays_a_request(tmp_path: Path) -> None:
 
 def test_dial_stdio_without_engine_fails_cleanly(tmp_path: Path) -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "guestagent", "dial-stdio", "--socket", str(tmp_path / "no"),
-         "--wait", "0.2"],
-        capture_output=True, timeout=20, check=False,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "guestagent",
+            "dial-stdio",
+            "--socket",
+            str(tmp_path / "no"),
+            "--wait",
+            "0.2",
+        ],
+        capture_output=True,
+        timeout=20,
+        check=False,
+    )
     assert out.returncode != 0 and b"dial" in out.stderr

@@ -302,3 +302,13 @@ def test_backend_in_use_carries_the_rules(manager: Any, backend: str) -> None:
         assert "-A PREROUTING -m addrtype --dst-type LOCAL -j " in rules
     else:
         assert TABLE in nft and rules == "" and "18233" in manager.fw.listing()
+
+
+def test_legacy_links_on_the_default_bridge_write_hosts_entries(manager: Any) -> None:
+    child = setup(manager, cid(23), "db")
+    ip = child.settings["Networks"]["bridge"]["IPAddress"]
+    parent = setup(manager, cid(24), "app", Links=["/db:/app/database", "db"])
+    hosts = Path(parent.mounts[0].source).read_text()
+    # moby: "<ip>\t<alias> <child hostname> <child name>", the name only if not the alias.
+    assert f"{ip}\tdatabase {cid(23)[:12]} db\n" in hosts
+    assert f"{ip}\tdb {cid(23)[:12]}\n" in hosts

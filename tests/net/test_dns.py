@@ -117,3 +117,30 @@ def test_internal_network_gets_no_forwarding(manager: Any, upstream: Any) -> Non
     assert a_records(ask(a.netns_path, dns_query("inner-b")))  # own network still resolves
     assert rcode(ask(a.netns_path, dns_query("example.com"))) == 2  # SERVFAIL, not relayed
     assert len(upstream.queries) == before
+
+
+def test_link_alias_resolves_for_the_linking_container_only(manager: Any, upstream: Any) -> None:
+    # docker-py's test_create_with_links order: the linking container starts before its target.
+    manager.create_network({"Name": "t-links"})
+    linker = setup(manager, cid(45), "linker", NetworkMode="t-links", networking_config={
+        "EndpointsConfig": {"t-links": {"Links": ["/upstream-x:bar"]}}})
+    assert linker.settings["Networks"]["t-links"]["Links"] == ["/upstream-x:bar"]
+    bystander = setup(manager, cid(46), "bystander", NetworkMode="t-links")
+    target = setup(manager, cid(47), "upstream-x", NetworkMode="t-links")
+    ip = target.settings["Networks"]["t-links"]["IPAddress"]
+    assert a_records(ask(linker.netns_path, dns_query("bar"))) == [ip]
+    assert a_records(ask(linker.netns_path, dns_query("bar.t-links"))) == [ip]
+    assert a_records(ask(linker.netns_path, dns_query("upstream-x"))) == [ip]
+    # The alias is the linking endpoint's own: anyone else's query goes upstream.
+    assert a_records(ask(bystander.netns_path, dns_query("bar"))) == ["127.0.0.7"]
+
+
+def test_connect_with_links_adds_the_alias(manager: Any) -> None:
+    manager.create_network({"Name": "t-links2"})
+    target = setup(manager, cid(48), "upstream-y", NetworkMode="t-links2")
+    ip = target.settings["Networks"]["t-links2"]["IPAddress"]
+    c = setup(manager, cid(49), "joiner", NetworkMode="t-links2")
+    manager.disconnect("t-links2", cid(49))
+    manager.connect("t-links2", cid(49), endpoint_config={"Links": ["upstream-y:baz"]},
+                    running=True)
+    assert a_records(ask(c.netns_path, dns_query("baz"))) == [ip]

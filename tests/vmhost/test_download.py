@@ -80,8 +80,13 @@ def test_release_roundtrip_over_local_http(tmp_path: Path) -> None:
     src.mkdir()
     for name, data in (("root.raw", b"R" * 100_000), ("vmlinuz", b"K"), ("initrd.img", b"I")):
         (src / name).write_bytes(data)
-    image = GuestImage(key="k", root=src / "root.raw", kernel=src / "vmlinuz",
-                       initrd=src / "initrd.img", cmdline="console=ttyS0")  # fmt: skip
+    image = GuestImage(
+        key="k",
+        root=src / "root.raw",
+        kernel=src / "vmlinuz",
+        initrd=src / "initrd.img",
+        cmdline="console=ttyS0",
+    )
     pub = tmp_path / "pub"
     handler = functools.partial(_Quiet, directory=str(pub))
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)

@@ -70,8 +70,12 @@ def vm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def cove(sock: str, *args: str, stdin: bytes | None = None, timeout: float = 180) -> str:
     out = subprocess.run(
         [sys.executable, "-m", "runtime.cli.main", "-H", f"unix://{sock}", *args],
-        input=stdin, capture_output=True, timeout=timeout, cwd=ROOT, check=False,
-    )  # fmt: skip
+        input=stdin,
+        capture_output=True,
+        timeout=timeout,
+        cwd=ROOT,
+        check=False,
+    )
     assert out.returncode == 0, out.stderr.decode()
     return out.stdout.decode()
 
@@ -79,8 +83,9 @@ def cove(sock: str, *args: str, stdin: bytes | None = None, timeout: float = 180
 def docker(sock: str, *args: str, timeout: float = 180) -> str:
     if not os.path.exists(DOCKER):
         pytest.skip(f"{DOCKER} not installed")
-    out = subprocess.run([DOCKER, "-H", f"unix://{sock}", *args], capture_output=True,
-                         timeout=timeout, check=False)  # fmt: skip
+    out = subprocess.run(
+        [DOCKER, "-H", f"unix://{sock}", *args], capture_output=True, timeout=timeout, check=False
+    )
     assert out.returncode == 0, out.stderr.decode()
     return out.stdout.decode()
 
@@ -100,12 +105,27 @@ def _http_get(port: int, path: str, deadline: float) -> bytes:
 
 @pytest.fixture(scope="module")
 def web(vm: str) -> tuple[str, int]:
-    rootfs = subprocess.run(["bash", str(ROOT / "packaging/busybox-rootfs.sh")],
-                            capture_output=True, check=True).stdout  # fmt: skip
+    rootfs = subprocess.run(
+        ["bash", str(ROOT / "packaging/busybox-rootfs.sh")], capture_output=True, check=True
+    ).stdout
     cove(vm, "import", "-", "busybox:latest", stdin=rootfs)
     port = instance.free_port()
-    cid = cove(vm, "run", "-d", "--name", "web", "-p", f"{port}:80", "busybox",
-               "httpd", "-f", "-p", "80", "-h", "/etc").strip()  # fmt: skip
+    cid = cove(
+        vm,
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "-p",
+        f"{port}:80",
+        "busybox",
+        "httpd",
+        "-f",
+        "-p",
+        "80",
+        "-h",
+        "/etc",
+    ).strip()
     assert cid
     return cid, port
 
@@ -128,8 +148,20 @@ def test_exec_it_through_relay(vm: str, web: tuple[str, int]) -> None:
         pytest.skip(f"{DOCKER} not installed")
     pid, fd = pty.fork()
     if pid == 0:
-        os.execv(DOCKER, [DOCKER, "-H", f"unix://{vm}", "exec", "-it", "web", "sh", "-c",
-                          "tty && echo exec-$((6*7))"])  # fmt: skip
+        os.execv(
+            DOCKER,
+            [
+                DOCKER,
+                "-H",
+                f"unix://{vm}",
+                "exec",
+                "-it",
+                "web",
+                "sh",
+                "-c",
+                "tty && echo exec-$((6*7))",
+            ],
+        )
     out = b""
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:

@@ -122,8 +122,11 @@ def domain_xml(spec: VMSpec, accel: Accel, *, as_root: bool) -> str:
 def make_overlay(base: Path, overlay: Path) -> None:
     overlay.unlink(missing_ok=True)
     try:
-        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b", str(base),
-                        str(overlay)], check=True, capture_output=True)  # fmt: skip
+        subprocess.run(
+            ["qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b", str(base), str(overlay)],
+            check=True,
+            capture_output=True,
+        )
     except FileNotFoundError as e:
         raise Unavailable("libvirt: qemu-img not installed (apt-get install qemu-utils)") from e
     except subprocess.CalledProcessError as e:
@@ -184,8 +187,9 @@ class LibvirtHypervisor:
                 dom.undefine()
             except libvirt.libvirtError as e:
                 raise Internal(f"libvirt undefine {spec.name}: {e.get_error_message()}") from e
-        xml = xml.replace("<metadata/>", f"<metadata><cove:spec xmlns:cove='{NS}'>{digest}"
-                                         "</cove:spec></metadata>")  # fmt: skip
+        xml = xml.replace(
+            "<metadata/>", f"<metadata><cove:spec xmlns:cove='{NS}'>{digest}</cove:spec></metadata>"
+        )
         log.debug("define %s (%s)", spec.name, accel)
         try:
             self._connect().defineXML(xml)
@@ -250,8 +254,10 @@ class LibvirtHypervisor:
 
 
 def _qemu_pid(domain: str) -> int:
-    for run in (Path("/run/libvirt/qemu"), Path(os.environ.get("XDG_RUNTIME_DIR", "/nonexistent"))
-                / "libvirt/qemu/run"):  # fmt: skip
+    for run in (
+        Path("/run/libvirt/qemu"),
+        Path(os.environ.get("XDG_RUNTIME_DIR", "/nonexistent")) / "libvirt/qemu/run",
+    ):
         try:
             return int((run / f"{domain}.pid").read_text().strip())
         except (OSError, ValueError):

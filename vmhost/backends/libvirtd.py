@@ -37,8 +37,13 @@ def _spawn(daemon: str) -> None:
     if not os.path.exists(exe):
         raise Unavailable(f"libvirt: {daemon} not installed (apt: libvirt-daemon-system)")
     log.info("starting %s", exe)
-    subprocess.run([exe, "--daemon"], check=False, stdin=subprocess.DEVNULL,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    subprocess.run(
+        [exe, "--daemon"],
+        check=False,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def ensure_system_daemons(timeout: float = 60.0) -> None:
