@@ -42,10 +42,12 @@ def _ping(sock: str, runs: int) -> float:
     for _ in range(runs):
         t0 = time.monotonic()
         with socket.socket(socket.AF_UNIX) as s:
+            s.settimeout(30)
             s.connect(sock)
-            s.sendall(b"GET /_ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            while s.recv(4096):
-                pass
+            s.sendall(b"GET /_ping HTTP/1.0\r\n\r\n")
+            resp = b""
+            while not resp.endswith(b"OK") and (chunk := s.recv(4096)):
+                resp += chunk
         samples.append(time.monotonic() - t0)
     return round(statistics.median(samples), 3)
 

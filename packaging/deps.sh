@@ -10,6 +10,7 @@ apt_packages=(python3 python3-venv python3-pip busybox-static iproute2 nftables 
 pip_extras="$extras"
 if [ "$extras" = "test" ]; then
   apt_packages+=(docker-registry skopeo apache2-utils curl zstd gcc libc6-dev
+                 golang-docker-credential-helpers pass gnupg
                  libgl1 libegl1 libxkbcommon0 libfontconfig1 libdbus-1-3
                  docker.io)
   pip_extras="test,desktop"

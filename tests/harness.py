@@ -36,8 +36,9 @@ class _UnixHTTPConnection(http.client.HTTPConnection):
 
 
 class EngineProcess:
-    def __init__(self, base: Path) -> None:
+    def __init__(self, base: Path, extra_args: tuple[str, ...] = ()) -> None:
         tag = secrets.token_hex(3)
+        self.extra_args = extra_args  # more daemon flags, e.g. --userns-remap
         self.base = base
         base.mkdir(parents=True, exist_ok=True)
         self.data_root = base / "data"
@@ -58,7 +59,7 @@ class EngineProcess:
             sys.executable, "-m", "runtime.engine", "--host", self.url,
             "--data-root", str(self.data_root), "--exec-root", str(self.exec_root),
             "--cgroup-parent", self.cgroup_parent, "--bridge", self.bridge,
-            "--bip", self.bip, "--debug",
+            "--bip", self.bip, "--debug", *self.extra_args,
         ]
 
     def start(self, timeout: float = 30) -> None:

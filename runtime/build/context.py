@@ -26,7 +26,7 @@ from typing import BinaryIO
 
 from runtime.api.dockerignore import Matcher, clean, read_file
 from runtime.api.errors import InvalidArgument
-from runtime.build.tarstream import FileEnd, Member, Reader, Sink, TarError
+from runtime.build.tarstream import Hasher, Member, Reader, TarError
 
 
 @dataclass
@@ -60,19 +60,16 @@ def extract(stream: BinaryIO, root: Path, *, owners: bool = False) -> dict[str, 
     matter since COPY writes root-owned files.
     """
     digests: dict[str, hashlib._Hash] = {}
-    sink = Sink()
+    hasher = Hasher()
     try:
-        try:
-            reader = Reader(stream)
-            for member in reader:
-                owner = (member.uid, member.gid) if owners else None
-                _extract_one(reader, member, root, digests, sink, owner)
-        finally:
-            error = sink.close()
-        if error is not None:
-            raise error
+        reader = Reader(stream)
+        for member in reader:
+            owner = (member.uid, member.gid) if owners else None
+            _extract_one(reader, member, root, digests, hasher, owner)
     except (TarError, EOFError, OSError, zlib.error, lzma.LZMAError) as e:
         raise InvalidArgument(f"failed to read the build context: {e}") from None
+    finally:
+        hasher.close()
     return {rel: digest.hexdigest() for rel, digest in digests.items()}
 
 
@@ -102,7 +99,7 @@ def _parent_dir(root: Path, rel: str) -> Path:
 
 
 def _extract_one(reader: Reader, m: Member, root: Path, digests: dict[str, hashlib._Hash],
-                 sink: Sink, owner: tuple[int, int] | None) -> None:
+                 hasher: Hasher, owner: tuple[int, int] | None) -> None:
     rel = _safe_name(m.name)
     if rel is None:
         return
@@ -119,17 +116,26 @@ def _extract_one(reader: Reader, m: Member, root: Path, digests: dict[str, hashl
         _hard_link(m, rel, root, target, digests)
         return
     elif m.isreg():
-        _remove(target)
-        digest = digests[rel] = hashlib.sha256()
-        fd = sink.open(target)
-        reader.copy_to(fd, digest, sink)
-        sink.end(FileEnd(fd, target, m.mode & 0o7777, m.mtime, owner))
-        return  # the sink sets owner, mode and mtime once the data is written
+        digest = digests[rel] = hashlib.sha256()  # a name given twice: the last one counts
+        _file(reader, m, target, digest, hasher, owner)
     else:
         return  # devices and fifos have no place in a context
-    if owner is not None:
+    if owner is not None and not m.isreg():
         os.lchown(target, *owner)
     os.utime(target, (m.mtime, m.mtime), follow_symlinks=False)
+
+
+def _file(reader: Reader, m: Member, target: Path, digest: hashlib._Hash, hasher: Hasher,
+          owner: tuple[int, int] | None) -> None:
+    _remove(target)
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    try:
+        reader.copy_to(fd, digest, hasher)
+        if owner is not None:
+            os.fchown(fd, *owner)  # before the mode: a chown clears set-id bits
+        os.fchmod(fd, m.mode & 0o7777)
+    finally:
+        os.close(fd)
 
 
 def _hard_link(m: Member, rel: str, root: Path, target: Path,

@@ -29,6 +29,7 @@ from runtime.engine.ports import Images, Networks, Runtime, Volumes
 from runtime.engine.records import NAME_RE, Container, now_ns, random_name
 from runtime.engine.state import Op, Status, check
 from runtime.engine.validation import config_part, validate_host_config
+from runtime.spec import Mount
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,9 @@ class ContainerService:
         volumes: Volumes,
         events: EventBus,
         cgroup_parent: str = "cove",
+        userns: specconv.Userns | None = None,
     ) -> None:
+        self.userns = userns  # --userns-remap
         self.dir = containers_dir
         self.runtime = runtime
         self.images = images
@@ -205,6 +208,7 @@ class ContainerService:
                 rootfs_mounts=rootfs_mounts, mounts=(*net.mounts, *vol_mounts),
                 netns_path=net.netns_path, create_netns=net.create_netns,
                 log_path=str(c.log_path), cgroup_parent=self.cgroup_parent,
+                userns=self.userns, engine_owned=(*net.mounts, *_volumes(vol_mounts, c)),
             )
             (c.directory / layout.CONTAINER_ROOTFS).mkdir(exist_ok=True)
             c.pid = self.runtime.start(spec)
@@ -586,3 +590,9 @@ def _stopped_settings(settings: dict[str, Any]) -> dict[str, Any]:
         nets[name] = ep
     out["Networks"] = nets
     return out
+
+
+def _volumes(mounts: tuple[Mount, ...], c: Container) -> tuple[Mount, ...]:
+    """The named and anonymous volumes among *mounts* (1:1 with c.mounts_info)."""
+    return tuple(m for m, info in zip(mounts, c.mounts_info, strict=True)
+                 if info.get("Type") == "volume")

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from runtime.api.errors import CoveError
+from runtime.engine import userns
 from runtime.engine.engine import Engine, EngineConfig
 from runtime.engine.http import UnixHTTPServer
 from runtime.layout import (
@@ -45,7 +46,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--insecure-registry", action="append", default=[])
     p.add_argument("--registry-mirror", action="append", default=[])
     p.add_argument("--userns-remap", default="",
-                   help="default|uid:gid|user[:group] (not supported yet: refused)")
+                   help="default|uid:gid|user[:group]: containers' root is that user's "
+                        "first subordinate id (default: user cove-remap, created if missing)")
     p.add_argument("-D", "--debug", action="store_true")
     return p.parse_args(argv)
 
@@ -92,18 +94,18 @@ def main(argv: list[str]) -> int:
     if args.host and not args.host.startswith("unix://"):
         print(f"cove engine: only unix:// hosts are supported, not {args.host}", file=sys.stderr)
         return 2
-    if args.userns_remap:
-        # The kernel part works here (overlayfs accepts idmapped lower layers, 5.19+), but
-        # the engine does not yet idmap layers and volumes, chown writable layers and the
-        # per-container files, or run the monitor's mounts from inside the user namespace.
-        # Refuse rather than start containers whose root would be host root.
-        print("cove engine: --userns-remap is not supported yet", file=sys.stderr)
+    try:
+        remap = userns.resolve(args.userns_remap) if args.userns_remap else None
+    except CoveError as e:
+        print(f"cove engine: {e}", file=sys.stderr)
         return 1
     config = EngineConfig(
         layout=layout, socket_path=socket_path, cgroup_parent=args.cgroup_parent,
         bridge_name=args.bridge, bridge_cidr=args.bip,
         insecure_registries=tuple(args.insecure_registry),
         registry_mirrors=tuple(args.registry_mirror), debug=args.debug,
+        uid_mappings=remap.uid_mappings if remap else (),
+        gid_mappings=remap.gid_mappings if remap else (),
     )
     try:
         layout.exec_root.mkdir(parents=True, exist_ok=True)

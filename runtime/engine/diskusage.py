@@ -26,23 +26,31 @@ def du(path: Path) -> int:
     return total
 
 
-def system_df(engine: Engine, api_version: str) -> dict[str, Any]:
-    images = engine.images.list()
+KINDS = ("container", "image", "volume", "build-cache")
+
+
+def system_df(engine: Engine, api_version: str,
+              kinds: frozenset[str] = frozenset(KINDS)) -> dict[str, Any]:
+    """The usage of *kinds* only; the others stay null, as moby leaves them (API 1.42 ``type``)."""
+    out: dict[str, Any] = {"LayersSize": 0, "Images": None, "Containers": None,
+                           "Volumes": None, "BuildCache": None}
     users: dict[str, int] = {}
     containers = []
     for c in engine.containers.all():
         users[c.image_id] = users.get(c.image_id, 0) + 1
-        containers.append(_container(engine, c))
-    # Shared layers count once in LayersSize and in each sharer's SharedSize.
-    layers_size, image_entries = image_views.disk_usage(engine.images, images, api_version,
-                                                        users)
-    return {
-        "LayersSize": layers_size,
-        "Images": image_entries,
-        "Containers": containers,
-        "Volumes": [_volume(engine, v) for v in engine.volumes.list_volumes()],
-        "BuildCache": [],
-    }
+        if "container" in kinds:
+            containers.append(_container(engine, c))
+    if "image" in kinds:
+        # Shared layers count once in LayersSize and in each sharer's SharedSize.
+        out["LayersSize"], out["Images"] = image_views.disk_usage(
+            engine.images, engine.images.list(), api_version, users)
+    if "container" in kinds:
+        out["Containers"] = containers
+    if "volume" in kinds:
+        out["Volumes"] = [_volume(engine, v) for v in engine.volumes.list_volumes()]
+    if "build-cache" in kinds:
+        out["BuildCache"] = []
+    return out
 
 
 def _container(engine: Engine, c: Any) -> dict[str, Any]:

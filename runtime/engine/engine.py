@@ -18,6 +18,7 @@ from runtime.engine.health import HealthMonitor
 from runtime.engine.records import Container
 from runtime.engine.router import Router
 from runtime.layout import EngineLayout
+from runtime.spec import IdMapping
 
 if TYPE_CHECKING:
     from runtime.engine.routes_streams import ExecRecord
@@ -41,6 +42,9 @@ class EngineConfig:
     insecure_registries: tuple[str, ...] = ()
     registry_mirrors: tuple[str, ...] = ()
     debug: bool = False
+    # --userns-remap: every container's user namespace maps (empty: no remapping).
+    uid_mappings: tuple[IdMapping, ...] = ()
+    gid_mappings: tuple[IdMapping, ...] = ()
 
 
 class Engine:
@@ -67,6 +71,7 @@ class Engine:
             containers_dir=layout.containers, runtime=self.runtime, images=self.images,
             networks=self.networks, volumes=self.volumes, events=self.events,
             cgroup_parent=config.cgroup_parent,
+            userns=(config.uid_mappings, config.gid_mappings) if config.uid_mappings else None,
         )
         self.execs: dict[str, ExecRecord] = {}
         self.health = HealthMonitor(self)

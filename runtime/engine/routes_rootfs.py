@@ -9,12 +9,13 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from runtime.api import reference
-from runtime.api.errors import InvalidArgument
+from runtime.api.errors import CoveError, InvalidArgument
 from runtime.engine import rootfs
 from runtime.engine.http import Request, Response, json_response
 from runtime.engine.records import Container
 from runtime.engine.router import Router
 from runtime.engine.specconv import merge_env
+from runtime.engine.state import Status
 
 if TYPE_CHECKING:
     from runtime.engine.engine import Engine
@@ -60,14 +61,37 @@ def register(router: Router, engine: Engine) -> None:
         if body is not None and not isinstance(body, dict):
             raise InvalidArgument("invalid commit config: must be a JSON object")
         parent = engine.images.get(c.image_id)
-        image = engine.images.commit(
-            c.id, parent, ref=ref, changes=req.query.get("changes", []),
-            comment=req.str_arg("comment"), author=req.str_arg("author"),
-            config_overrides=commit_config(c, parent.config.get("config") or {}, body or {}),
-        )
-        engine.events.publish("container", "commit", c.id, name=c.name, image=c.image_ref,
-                              comment=req.str_arg("comment"))
+        with _paused(engine, c, req.bool_arg("pause", default=True)):
+            image = engine.images.commit(
+                c.id, parent, ref=ref, changes=req.query.get("changes", []),
+                comment=req.str_arg("comment"), author=req.str_arg("author"),
+                config_overrides=commit_config(c, parent.config.get("config") or {}, body or {}),
+            )
+            # Still paused: moby logs the commit before its deferred unpause.
+            engine.events.publish("container", "commit", c.id, name=c.name, image=c.image_ref,
+                                  comment=req.str_arg("comment"))
         return json_response({"Id": image.id}, 201)
+
+
+@contextlib.contextmanager
+def _paused(engine: Engine, c: Container, pause: bool) -> Iterator[None]:
+    """Freeze a running container while its upper dir is read, so writers cannot change
+    (or truncate) a file between its tar header and its data: the layer is one instant.
+    Like moby, only a running container is paused, with pause and unpause events."""
+    paused = False
+    if pause and c.status is Status.RUNNING:
+        with contextlib.suppress(CoveError):  # it stopped meanwhile: nothing to freeze
+            engine.containers.pause(c.id)
+            paused = True
+    if not paused:
+        yield
+        return
+    try:
+        yield
+    finally:
+        # It may have been stopped or unpaused by someone else meanwhile.
+        with contextlib.suppress(CoveError):
+            engine.containers.unpause(c.id)
 
 
 def commit_config(c: Container, image_config: dict[str, Any], request: dict[str, Any]

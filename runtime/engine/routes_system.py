@@ -8,11 +8,11 @@ import platform
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from runtime.api.errors import Unavailable
+from runtime.api.errors import InvalidArgument, Unavailable
 from runtime.engine.events import Event
 from runtime.engine.http import API_VERSION, MIN_API_VERSION, Request, Response, json_response
 from runtime.engine.logs import parse_client_time
-from runtime.engine.router import Router
+from runtime.engine.router import Router, api_at_least
 from runtime.engine.state import Status
 
 if TYPE_CHECKING:
@@ -62,9 +62,15 @@ def register(router: Router, engine: Engine) -> None:
 
     @router.route("GET", "/system/df")
     def disk_usage(req: Request) -> Response:
-        from runtime.engine.diskusage import system_df
+        from runtime.engine.diskusage import KINDS, system_df
 
-        return json_response(system_df(engine, req.api_version))
+        kinds = [k for k in req.query.get("type", []) if k]
+        if not kinds or not api_at_least(req, "1.42"):
+            return json_response(system_df(engine, req.api_version))
+        unknown = [k for k in kinds if k not in KINDS]
+        if unknown:
+            raise InvalidArgument(f"unknown object type: {unknown[0]}")
+        return json_response(system_df(engine, req.api_version, frozenset(kinds)))
 
     for prefix in ("/swarm", "/services", "/nodes", "/tasks", "/secrets", "/configs",
                    "/plugins"):
@@ -201,7 +207,9 @@ def system_info(engine: Engine) -> dict[str, Any]:
                                             "RemoteManagers": None},
         "LiveRestoreEnabled": True, "Isolation": "", "InitBinary": "cove-init",
         "ContainerdCommit": {"ID": ""}, "RuncCommit": {"ID": ""}, "InitCommit": {"ID": ""},
-        "SecurityOptions": ["name=seccomp,profile=builtin", "name=cgroupns"],
+        "SecurityOptions": ["name=seccomp,profile=builtin",
+                            *(["name=userns"] if engine.config.uid_mappings else []),
+                            "name=cgroupns"],
         "Warnings": None,
     }
 

@@ -17,6 +17,7 @@ from runtime.spec import (
     DEFAULT_MASKED_PATHS,
     DEFAULT_READONLY_PATHS,
     ContainerSpec,
+    IdMapping,
     LogConfig,
     Mount,
     Namespace,
@@ -249,6 +250,55 @@ def namespaces(host_config: dict[str, Any], netns_path: str | None,
     return tuple(out)
 
 
+Userns = tuple[tuple[IdMapping, ...], tuple[IdMapping, ...]]  # (uid maps, gid maps)
+_PRIVILEGED_USERNS = ("privileged mode is incompatible with user namespaces.  You must run "
+                      "the container in the host namespace when running privileged mode")
+
+
+def userns_maps(host_config: dict[str, Any], remap: Userns | None) -> Userns | None:
+    """The engine's --userns-remap maps, unless the container opts out (UsernsMode=host)."""
+    mode = host_config.get("UsernsMode") or ""
+    if mode not in ("", "host"):
+        raise InvalidArgument(f"invalid USER mode: {mode}")
+    if remap is None or mode == "host":
+        return None
+    if host_config.get("Privileged"):
+        raise InvalidArgument(_PRIVILEGED_USERNS)
+    return remap
+
+
+def _idmapped(m: Mount) -> Mount:
+    return Mount(destination=m.destination, type=m.type, source=m.source,
+                 options=(*m.options, "idmap"))
+
+
+def _owned_tmpfs(m: Mount, uid: int, gid: int) -> Mount:
+    """A tmpfs is mounted by host root before the user namespace exists: give its root
+    to container root, as runc's mount from inside the namespace would."""
+    if any(o.startswith(("uid=", "gid=")) for o in m.options):
+        return m
+    return Mount(destination=m.destination, type=m.type, source=m.source,
+                 options=(*m.options, f"uid={uid}", f"gid={gid}"))
+
+
+def remap_mounts(rootfs_mounts: tuple[Mount, ...], mounts: tuple[Mount, ...],
+                 engine_owned: tuple[Mount, ...], maps: Userns
+                 ) -> tuple[tuple[Mount, ...], tuple[Mount, ...]]:
+    """Mark what the runtime idmaps: the image layers and the engine's own data (volumes,
+    hosts/resolv.conf/hostname), never chowned since their ids on disk stay container ids.
+    A user's bind of a host path keeps host ids (root-owned files show as nobody), as
+    under dockerd."""
+    uid, gid = maps[0][0].host_id, maps[1][0].host_id
+    out = []
+    for m in mounts:
+        if m in engine_owned and m.type == "bind":
+            m = _idmapped(m)
+        elif m.type == "tmpfs":
+            m = _owned_tmpfs(m, uid, gid)
+        out.append(m)
+    return tuple(_idmapped(m) for m in rootfs_mounts), tuple(out)
+
+
 def build(
     *,
     container_id: str,
@@ -262,8 +312,15 @@ def build(
     create_netns: bool,
     log_path: str,
     cgroup_parent: str,
+    userns: Userns | None = None,
+    engine_owned: tuple[Mount, ...] = (),
 ) -> ContainerSpec:
+    """*userns*: the engine's --userns-remap maps; *engine_owned*: which of *mounts* are
+    the engine's data (idmapped under remapping)."""
     profile, nnp = security(host_config)
+    maps = userns_maps(host_config, userns)
+    if maps is not None:
+        rootfs_mounts, mounts = remap_mounts(rootfs_mounts, mounts, engine_owned, maps)
     shm = host_config.get("ShmSize") or 64 * 1024 * 1024
     console = host_config.get("ConsoleSize") or None
     process = ProcessSpec(
@@ -291,7 +348,10 @@ def build(
         readonly_rootfs=bool(host_config.get("ReadonlyRootfs")),
         mounts=mounts,
         process=process,
-        namespaces=namespaces(host_config, netns_path, create_netns),
+        namespaces=(*namespaces(host_config, netns_path, create_netns),
+                    *((Namespace(type="user"),) if maps else ())),
+        uid_mappings=maps[0] if maps else (),
+        gid_mappings=maps[1] if maps else (),
         masked_paths=() if host_config.get("Privileged") else DEFAULT_MASKED_PATHS,
         readonly_paths=() if host_config.get("Privileged") else DEFAULT_READONLY_PATHS,
         resources=resources(host_config),

@@ -42,6 +42,8 @@ class ChildConfig:
     error_fd: int  # sync pipe, close-on-exec: EOF = exec succeeded
     userns_sync: tuple[int, int] | None  # (read "go", write "unshared") for id maps
     security: Security
+    # A user namespace with the container's maps, for its idmapped mounts (the monitor's).
+    idmap_userns_fd: int | None = None
 
 
 def container_main(cfg: ChildConfig, sc: Syscalls = SYSCALLS) -> NoReturn:
@@ -126,11 +128,18 @@ def _enter_new_userns(cfg: ChildConfig, sc: Syscalls) -> None:
     os.setresuid(0, 0, 0)
 
 
+def _idmap(cfg: ChildConfig) -> rootfs.Idmap | None:
+    if cfg.idmap_userns_fd is None:
+        return None
+    return rootfs.Idmap(cfg.idmap_userns_fd, cfg.spec.uid_mappings, cfg.spec.gid_mappings)
+
+
 def _setup(cfg: ChildConfig, sc: Syscalls) -> None:
     spec = cfg.spec
     reset_signals()
     tty = spec.process.terminal
-    _setup_stdio(cfg.stdio, tty, {cfg.error_fd, *(cfg.userns_sync or ())})
+    idmap_fd = () if cfg.idmap_userns_fd is None else (cfg.idmap_userns_fd,)
+    _setup_stdio(cfg.stdio, tty, {cfg.error_fd, *(cfg.userns_sync or ()), *idmap_fd})
     # Join the cgroup before a cgroup namespace is made, so it becomes its root.
     cfg.cgroup.join(0)
     new = _join_and_unshare(cfg, sc)
@@ -139,7 +148,10 @@ def _setup(cfg: ChildConfig, sc: Syscalls) -> None:
     rootfs.prepare_rootfs(
         sc, spec,
         own_netns="network" in new, cgroup_v2=cfg.cgroup_v2, own_cgroupns="cgroup" in new,
+        idmap=_idmap(cfg),
     )
+    if cfg.idmap_userns_fd is not None:
+        os.close(cfg.idmap_userns_fd)  # the mounts hold the namespace now
     rootfs.pivot(sc, spec.rootfs)
     if "uts" in new:
         sc.sethostname(spec.hostname)

@@ -153,16 +153,21 @@ class Monitor:
         spec = self.spec
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
         sync = self._userns_pipes() if spec.uid_mappings else None
+        # Before the PID namespace: the helper must not become the container's PID 1.
+        idmap_fd = self._idmap_userns() if spec.uid_mappings and _wants_idmap(spec) else None
         self._enter_pid_namespace()
         child = ChildConfig(
             spec=spec, cgroup=self.cfg.cgroup, cgroup_v2=self.cfg.cgroup_v2,
             stdio=stdio.child_fds, error_fd=err_w,
             userns_sync=(sync[0], sync[3]) if sync else None, security=self.cfg.security,
+            idmap_userns_fd=idmap_fd,
         )
         pid = os.fork()
         if pid == 0:
             container_main(child)
         os.close(err_w)
+        if idmap_fd is not None:
+            os.close(idmap_fd)
         close_child_ends(stdio)
         # The child sends its console, then (with a user namespace) waits for its id maps.
         stdio = receive_console(stdio, spec.process.console_size)
@@ -200,14 +205,46 @@ class Monitor:
 
     def _write_id_maps(self, pid: int, *, go: int, unshared: int) -> None:
         if os.read(unshared, 1) == b"u":
-            for name, maps in (("uid_map", self.spec.uid_mappings),
-                               ("gid_map", self.spec.gid_mappings)):
-                text = "".join(f"{m.container_id} {m.host_id} {m.size}\n" for m in maps)
-                with open(f"/proc/{pid}/{name}", "w") as f:
-                    f.write(text)
+            self._write_maps(pid)
             os.write(go, b"g")
         os.close(go)
         os.close(unshared)
+
+    def _write_maps(self, pid: int) -> None:
+        for name, maps in (("uid_map", self.spec.uid_mappings),
+                           ("gid_map", self.spec.gid_mappings)):
+            text = "".join(f"{m.container_id} {m.host_id} {m.size}\n" for m in maps)
+            with open(f"/proc/{pid}/{name}", "w") as f:
+                f.write(text)
+
+    def _idmap_userns(self) -> int:
+        """An fd of a new user namespace with the container's maps, for idmapped mounts.
+
+        The container process enters its own user namespace only after its mounts
+        (they need host root, see container._enter_new_userns), so it cannot idmap
+        through that one: a short-lived helper child unshares a user namespace, we write
+        the same maps, keep an fd to it (which keeps it alive) and let the helper exit.
+        """
+        ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
+        hold_r, hold_w = os.pipe2(os.O_CLOEXEC)
+        pid = os.fork()
+        if pid == 0:
+            os.close(ready_r)
+            os.close(hold_w)  # else our own copy would keep the EOF from coming
+            _userns_helper(ready_w, hold_r)
+        os.close(ready_w)
+        os.close(hold_r)
+        try:
+            if os.read(ready_r, 1) != b"u":
+                self._fail("internal", "idmapped mounts: could not create a user namespace")
+            self._write_maps(pid)
+            return os.open(f"/proc/{pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as e:
+            self._fail("internal", f"idmapped mounts: {e}")
+        finally:
+            os.close(ready_r)
+            os.close(hold_w)  # EOF: the helper exits
+            os.waitpid(pid, 0)
 
     def _listen(self) -> None:
         path = self.cfg.dir / SOCKET_NAME
@@ -453,6 +490,23 @@ class Monitor:
     def on_client_drained(self, client: Client) -> None:
         if isinstance(client.tag, Session):
             client.tag.update_pipes()
+
+
+def _wants_idmap(spec: ContainerSpec) -> bool:
+    return any(o in ("idmap", "ridmap") for m in (*spec.rootfs_mounts, *spec.mounts)
+               for o in m.options)
+
+
+def _userns_helper(ready_w: int, hold_r: int) -> NoReturn:
+    """The idmap helper child: unshare a user namespace, say so, wait for EOF, exit."""
+    code = 0
+    try:
+        SYSCALLS.unshare(NAMESPACE_FLAGS["user"])
+        os.write(ready_w, b"u")
+        os.read(hold_r, 1)
+    except BaseException:  # a fork must never unwind into the monitor's stack
+        code = 1
+    os._exit(code)
 
 
 class _Acceptor:

@@ -8,14 +8,16 @@ its devices, the spec's mounts, pivot_root, then masked and read-only paths.
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from runtime.linux import syscalls as s
 from runtime.linux.syscalls import Syscalls
-from runtime.spec import ContainerSpec, Mount
+from runtime.spec import ContainerSpec, IdMapping, Mount
 
 _FLAGS: dict[str, tuple[bool, int]] = {
     # option: (clear?, flag)
@@ -47,19 +49,65 @@ _DEV_LINKS = (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
 _NOSUID_NODEV_NOEXEC = s.MS_NOSUID | s.MS_NODEV | s.MS_NOEXEC
 
 
+# OCI 1.1's mount options: map the mount's ids through the container's user namespace.
+_IDMAP_OPTIONS = ("idmap", "ridmap")
+_OVERFLOW_ID = 65534
+
+
 @dataclass(frozen=True, slots=True)
 class MountOptions:
     flags: int
     clear: int
     propagation: int
     data: str
+    idmap: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Idmap:
+    """The container's id maps, for idmapped mounts made before it enters its user namespace.
+
+    *userns_fd* is a user namespace with exactly the container's maps (the monitor's
+    helper, see ``Monitor._idmap_userns``): on a mount idmapped through it, a file owned
+    by id 0 on disk shows as the remapped root on the host, hence as root inside.
+    """
+
+    userns_fd: int
+    uid_mappings: tuple[IdMapping, ...]
+    gid_mappings: tuple[IdMapping, ...]
+
+    @property
+    def root(self) -> tuple[int, int]:
+        """The host uid and gid of the container's root."""
+        return _to_host(self.uid_mappings, 0), _to_host(self.gid_mappings, 0)
+
+    def to_disk(self, uid: int, gid: int) -> tuple[int, int]:
+        """Host ids as seen in the container (what an idmapped mount stores on disk)."""
+        return _to_container(self.uid_mappings, uid), _to_container(self.gid_mappings, gid)
+
+
+def _to_host(maps: tuple[IdMapping, ...], container_id: int) -> int:
+    for m in maps:
+        if m.container_id <= container_id < m.container_id + m.size:
+            return m.host_id + container_id - m.container_id
+    return _OVERFLOW_ID
+
+
+def _to_container(maps: tuple[IdMapping, ...], host_id: int) -> int:
+    for m in maps:
+        if m.host_id <= host_id < m.host_id + m.size:
+            return m.container_id + host_id - m.host_id
+    return _OVERFLOW_ID
 
 
 def parse_options(options: tuple[str, ...]) -> MountOptions:
     flags = clear = prop = 0
     data: list[str] = []
+    idmap = False
     for opt in options:
-        if opt in _FLAGS:
+        if opt in _IDMAP_OPTIONS:
+            idmap = True
+        elif opt in _FLAGS:
             is_clear, flag = _FLAGS[opt]
             if is_clear:
                 clear |= flag
@@ -70,7 +118,7 @@ def parse_options(options: tuple[str, ...]) -> MountOptions:
             prop |= _PROPAGATION[opt]
         else:
             data.append(opt)
-    return MountOptions(flags, clear, prop, ",".join(data))
+    return MountOptions(flags, clear, prop, ",".join(data), idmap)
 
 
 def inside(root: str, path: str) -> str:
@@ -91,37 +139,98 @@ def _ensure(target: str, is_dir: bool) -> None:
         os.close(os.open(target, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o644))
 
 
-def mount_one(sc: Syscalls, m: Mount, target: str) -> None:
-    """Mount *m* on *target* (created if missing); binds honour ro/nosuid by remounting."""
+def mount_one(sc: Syscalls, m: Mount, target: str, idmap: Idmap | None = None) -> None:
+    """Mount *m* on *target* (created if missing); binds honour ro/nosuid by remounting.
+
+    With the ``idmap`` option a bind is an idmapped clone of its source, and an overlay
+    gets idmapped lower layers and an upper dir owned by the container's root."""
     o = parse_options(m.options)
+    if o.idmap and idmap is None:
+        raise ValueError(f"mount {m.destination!r}: idmap without a user namespace")
     is_bind = m.type == "bind" or bool(o.flags & s.MS_BIND)
     _ensure(target, not is_bind or os.path.isdir(m.source))
-    flags = o.flags | (s.MS_BIND if is_bind else 0)
     if is_bind:
-        sc.mount(m.source, target, None, flags & (s.MS_BIND | s.MS_REC), None)
-        # Bind mounts ignore every other flag until a remount.
-        extra = flags & ~(s.MS_BIND | s.MS_REC | s.MS_REMOUNT)
-        if extra:
-            sc.mount(None, target, None, s.MS_REMOUNT | s.MS_BIND | extra, None)
-    elif m.type == "overlay" and m.source.startswith("/"):
+        _mount_bind(sc, m.source, target, o.flags | s.MS_BIND, idmap if o.idmap else None)
+    else:
+        _mount_fs(sc, m, target, o, idmap if o.idmap else None)
+    if o.propagation:
+        sc.mount(None, target, None, o.propagation, None)
+
+
+def _mount_bind(sc: Syscalls, source: str, target: str, flags: int,
+                idmap: Idmap | None) -> None:
+    if idmap is not None:
+        idmapped_bind(sc, source, target, idmap, recursive=bool(flags & s.MS_REC))
+    else:
+        sc.mount(source, target, None, flags & (s.MS_BIND | s.MS_REC), None)
+    # Bind mounts ignore every other flag until a remount.
+    extra = flags & ~(s.MS_BIND | s.MS_REC | s.MS_REMOUNT)
+    if extra:
+        sc.mount(None, target, None, s.MS_REMOUNT | s.MS_BIND | extra, None)
+
+
+def _mount_fs(sc: Syscalls, m: Mount, target: str, o: MountOptions,
+              idmap: Idmap | None) -> None:
+    if m.type == "overlay" and idmap is not None:
+        _idmap_overlay_dirs(sc, m.source if m.source.startswith("/") else "/", o.data, idmap)
+    if m.type == "overlay" and m.source.startswith("/"):
         # Lower dirs relative to the source dir (overlay2's short l/ links): the only
         # way ~128 layers fit the one-page mount data. We are single-threaded here.
         target, home = os.path.abspath(target), os.open(".", os.O_RDONLY | os.O_CLOEXEC)
         try:
             os.chdir(m.source)
-            sc.mount("overlay", target, m.type, flags, o.data or None)
+            sc.mount("overlay", target, m.type, o.flags, o.data or None)
         finally:
             os.fchdir(home)
             os.close(home)
     else:
-        sc.mount(m.source or m.type, target, m.type, flags, o.data or None)
-    if o.propagation:
-        sc.mount(None, target, None, o.propagation, None)
+        sc.mount(m.source or m.type, target, m.type, o.flags, o.data or None)
 
 
-def _mount_rootfs(sc: Syscalls, spec: ContainerSpec) -> None:
+def idmapped_bind(sc: Syscalls, source: str, target: str, idmap: Idmap, *,
+                  recursive: bool) -> None:
+    """Bind *source* on *target* with its ids mapped through *idmap*: a detached clone
+    (open_tree), idmapped while still detached (the kernel allows it only then), attached."""
+    flags = s.OPEN_TREE_CLONE | s.OPEN_TREE_CLOEXEC | (s.AT_RECURSIVE if recursive else 0)
+    fd = sc.open_tree(source, flags)
+    try:
+        sc.idmap_mount_fd(fd, idmap.userns_fd, recursive)
+        sc.move_mount_fd(fd, target)
+    finally:
+        os.close(fd)
+
+
+def _overlay_options(data: str) -> dict[str, str]:
+    return dict(kv.split("=", 1) for kv in data.split(",") if "=" in kv)
+
+
+def _idmap_overlay_dirs(sc: Syscalls, base: str, data: str, idmap: Idmap) -> None:
+    """Idmap each lower layer in place and give the upper and work dirs to container root.
+
+    Layers are shared by every container of the image, so they are never chowned: each
+    lower dir (resolved through overlay2's l/ links, relative to *base*) is covered, in
+    this private mount namespace only, by an idmapped clone of itself, and overlayfs
+    (5.19+) accepts idmapped lower layers. The upper dir is this container's alone and
+    is chowned rather than idmapped, so that what the container writes is owned on disk
+    by the remapped ids, as under dockerd (overlayfs would also take an idmapped upper,
+    but then container root's files would be uid 0 on the host).
+    """
+    opts = _overlay_options(data)
+    seen: set[str] = set()
+    for lower in opts.get("lowerdir", "").split(":"):
+        path = os.path.realpath(os.path.join(base, lower)) if lower else ""
+        if path and path not in seen:  # one layer twice would be idmapped twice: EPERM
+            seen.add(path)
+            idmapped_bind(sc, path, path, idmap, recursive=False)
+    uid, gid = idmap.root
+    for key in ("upperdir", "workdir"):
+        if key in opts:
+            os.chown(os.path.join(base, opts[key]), uid, gid)
+
+
+def _mount_rootfs(sc: Syscalls, spec: ContainerSpec, idmap: Idmap | None) -> None:
     for m in spec.rootfs_mounts:
-        mount_one(sc, m, inside(spec.rootfs, m.destination or "/"))
+        mount_one(sc, m, inside(spec.rootfs, m.destination or "/"), idmap)
     if not spec.rootfs_mounts:
         # pivot_root needs the new root to be a mount point.
         sc.mount(spec.rootfs, spec.rootfs, None, s.MS_BIND | s.MS_REC, None)
@@ -219,10 +328,13 @@ def _mount_cgroupfs(sc: Syscalls, spec: ContainerSpec, v2: bool) -> None:
 
 
 def prepare_rootfs(sc: Syscalls, spec: ContainerSpec, *,
-                   own_netns: bool, cgroup_v2: bool, own_cgroupns: bool) -> None:
-    """Everything up to (not including) pivot_root, in the new mount namespace."""
+                   own_netns: bool, cgroup_v2: bool, own_cgroupns: bool,
+                   idmap: Idmap | None = None) -> None:
+    """Everything up to (not including) pivot_root, in the new mount namespace.
+
+    *idmap* serves the mounts with the ``idmap`` option (a user-namespaced container)."""
     sc.mount(None, "/", None, s.MS_REC | s.MS_PRIVATE, None)
-    _mount_rootfs(sc, spec)
+    _mount_rootfs(sc, spec, idmap)
     _mount_proc_sys(sc, spec, own_netns)
     if own_cgroupns:
         _mount_cgroupfs(sc, spec, cgroup_v2)
@@ -230,54 +342,66 @@ def prepare_rootfs(sc: Syscalls, spec: ContainerSpec, *,
     for m in spec.mounts:
         target = inside(spec.rootfs, m.destination)
         if COPYUP in m.options:
-            copy_up(target, m.source)
+            # Through an idmapped volume container root's files are uid 0 on disk.
+            idmapped = idmap is not None and parse_options(m.options).idmap
+            copy_up(target, m.source, idmap.to_disk if idmap and idmapped else None)
             m = Mount(destination=m.destination, type=m.type, source=m.source,
                       options=tuple(o for o in m.options if o != COPYUP))
-        mount_one(sc, m, target)
+        mount_one(sc, m, target, idmap)
 
 
 COPYUP = "copyup"
 
 
-def copy_up(image_dir: str, volume_dir: str) -> None:
+Owner = Callable[[int, int], tuple[int, int]]
+
+
+def _same_ids(uid: int, gid: int) -> tuple[int, int]:
+    return uid, gid
+
+
+def copy_up(image_dir: str, volume_dir: str, owner: Owner | None = None) -> None:
     """Docker's volume population: an empty volume gets the image's content at its path.
 
     Runs before the volume is mounted over *image_dir*, so the image's files are still
-    visible there; ownership, modes, times and symlinks are kept.
+    visible there; ownership, modes, times and symlinks are kept. *owner* turns the ids
+    seen in *image_dir* into those to store (the volume may be idmapped later).
     """
+    own = owner or _same_ids
     if not os.path.isdir(volume_dir) or os.listdir(volume_dir):
         return
     if os.path.islink(image_dir) or not os.path.isdir(image_dir):
         return
     st = os.lstat(image_dir)
-    os.chown(volume_dir, st.st_uid, st.st_gid)
+    os.chown(volume_dir, *own(st.st_uid, st.st_gid))
     os.chmod(volume_dir, stat.S_IMODE(st.st_mode))
+    copy = functools.partial(_copy_owned, own=own)
     for entry in os.scandir(image_dir):
         src = entry.path
         dst = os.path.join(volume_dir, entry.name)
         if entry.is_dir(follow_symlinks=False):
-            shutil.copytree(src, dst, symlinks=True, copy_function=_copy_owned)
-            _own_tree(src, dst)
+            shutil.copytree(src, dst, symlinks=True, copy_function=copy)
+            _own_tree(src, dst, own)
         else:
-            _copy_owned(src, dst)
+            copy(src, dst)
 
 
-def _copy_owned(src: str, dst: str) -> str:
+def _copy_owned(src: str, dst: str, own: Owner = _same_ids) -> str:
     if os.path.islink(src):
         os.symlink(os.readlink(src), dst)
     else:
         shutil.copy2(src, dst, follow_symlinks=False)
     st = os.lstat(src)
-    os.lchown(dst, st.st_uid, st.st_gid)
+    os.lchown(dst, *own(st.st_uid, st.st_gid))
     return dst
 
 
-def _own_tree(src: str, dst: str) -> None:
+def _own_tree(src: str, dst: str, own: Owner = _same_ids) -> None:
     """copytree keeps modes but not owners of directories: fix them."""
     for root, dirs, _ in os.walk(src):
         for d in [root, *(os.path.join(root, x) for x in dirs)]:
             st = os.lstat(d)
-            os.lchown(os.path.join(dst, os.path.relpath(d, src)), st.st_uid, st.st_gid)
+            os.lchown(os.path.join(dst, os.path.relpath(d, src)), *own(st.st_uid, st.st_gid))
 
 
 def pivot(sc: Syscalls, rootfs: str) -> None:

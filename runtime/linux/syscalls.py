@@ -79,6 +79,19 @@ _LINUX_CAPABILITY_VERSION_3 = 0x20080522
 
 # pivot_root has no glibc wrapper; its number differs per architecture.
 _SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "arm64": 41}
+# The new mount API (no glibc wrappers in bookworm). Numbers from 424 on are shared by
+# every architecture, x86_64 and aarch64 included.
+_SYS_OPEN_TREE = 428
+_SYS_MOVE_MOUNT = 429
+_SYS_MOUNT_SETATTR = 442
+
+AT_FDCWD = -100
+AT_EMPTY_PATH = 0x1000
+AT_RECURSIVE = 0x8000
+OPEN_TREE_CLONE = 0x1
+OPEN_TREE_CLOEXEC = os.O_CLOEXEC
+MOVE_MOUNT_F_EMPTY_PATH = 0x4
+MOUNT_ATTR_IDMAP = 0x00100000
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -97,6 +110,17 @@ class _CapData(ctypes.Structure):
 
 class _SockFprog(ctypes.Structure):
     _fields_ = (("len", ctypes.c_ushort), ("filter", ctypes.c_void_p))
+
+
+class _MountAttr(ctypes.Structure):
+    """struct mount_attr, MOUNT_ATTR_SIZE_VER0 (32 bytes)."""
+
+    _fields_ = (
+        ("attr_set", ctypes.c_uint64),
+        ("attr_clr", ctypes.c_uint64),
+        ("propagation", ctypes.c_uint64),
+        ("userns_fd", ctypes.c_uint64),
+    )
 
 
 def set_process_name(name: str) -> None:
@@ -131,6 +155,9 @@ class Syscalls(Protocol):
     def capset(self, effective: int, permitted: int, inheritable: int) -> None: ...
     def capget(self) -> tuple[int, int, int]: ...
     def load_seccomp(self, bpf: bytes) -> None: ...
+    def open_tree(self, path: str, flags: int) -> int: ...
+    def move_mount_fd(self, fd: int, target: str) -> None: ...
+    def idmap_mount_fd(self, fd: int, userns_fd: int, recursive: bool) -> None: ...
 
 
 class LinuxSyscalls:
@@ -201,6 +228,29 @@ class LinuxSyscalls:
             ctypes.byref(prog), ctypes.c_ulong(0), ctypes.c_ulong(0),
         )
         _check(result, "seccomp filter")
+
+    def open_tree(self, path: str, flags: int) -> int:
+        """A detached mount fd of *path* (a clone with OPEN_TREE_CLONE)."""
+        result = _libc.syscall(ctypes.c_long(_SYS_OPEN_TREE), ctypes.c_int(AT_FDCWD),
+                               _b(path), ctypes.c_uint(flags))
+        return _check(result, f"open_tree {path} (flags {flags:#x})")
+
+    def move_mount_fd(self, fd: int, target: str) -> None:
+        """Attach the detached mount *fd* on *target*."""
+        result = _libc.syscall(ctypes.c_long(_SYS_MOVE_MOUNT), ctypes.c_int(fd), b"",
+                               ctypes.c_int(AT_FDCWD), _b(target),
+                               ctypes.c_uint(MOVE_MOUNT_F_EMPTY_PATH))
+        _check(result, f"move_mount to {target}")
+
+    def idmap_mount_fd(self, fd: int, userns_fd: int, recursive: bool) -> None:
+        """mount_setattr(MOUNT_ATTR_IDMAP): ids on the detached mount *fd* are mapped through
+        the user namespace *userns_fd* (only allowed before the mount is first attached)."""
+        attr = _MountAttr(MOUNT_ATTR_IDMAP, 0, 0, userns_fd)
+        flags = AT_EMPTY_PATH | (AT_RECURSIVE if recursive else 0)
+        result = _libc.syscall(ctypes.c_long(_SYS_MOUNT_SETATTR), ctypes.c_int(fd), b"",
+                               ctypes.c_uint(flags), ctypes.byref(attr),
+                               ctypes.c_size_t(ctypes.sizeof(attr)))
+        _check(result, "mount_setattr MOUNT_ATTR_IDMAP")
 
 
 SYSCALLS: Syscalls = LinuxSyscalls()

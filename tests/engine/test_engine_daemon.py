@@ -131,9 +131,9 @@ def test_only_unix_hosts(daemon: Daemon) -> None:
     assert res.returncode != 0 and "unix://" in res.stderr
 
 
-def test_userns_remap_is_refused_clearly(daemon: Daemon) -> None:
+def test_userns_remap_of_an_unknown_user_is_refused_clearly(daemon: Daemon) -> None:
     res = daemon.cove("engine", "run", *daemon.roots(), "--host", daemon.url, "--",
-                      "--userns-remap", "default")
+                      "--userns-remap", "no-such-user-cove")
     assert res.returncode == 1
-    assert res.stderr.strip() == "cove engine: --userns-remap is not supported yet"
+    assert res.stderr.strip() == "cove engine: --userns-remap: no such user 'no-such-user-cove'"
     assert not Path(daemon.url.removeprefix("unix://")).exists()

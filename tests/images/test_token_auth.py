@@ -105,6 +105,10 @@ def test_docker_and_cove_login_through_the_engine(engine: Any, registry: Registr
                                                   tmp_path: Path) -> None:
     env = {**os.environ, "DOCKER_HOST": engine.url, "COVE_HOST": engine.url,
            "DOCKER_CONFIG": str(tmp_path / "docker-config")}
+    # This test is about the file store: an "auths" key stops both CLIs from making an
+    # installed docker-credential-pass the default store.
+    (tmp_path / "docker-config").mkdir()
+    (tmp_path / "docker-config" / "config.json").write_text('{"auths": {"unused.invalid": {}}}')
 
     def run(*argv: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
         return subprocess.run(list(argv), input=stdin, env=env, cwd=ROOT, capture_output=True,

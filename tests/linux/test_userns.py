@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from runtime.linux.runtime import LinuxRuntime
-from runtime.spec import IdMapping, Namespace
-from tests.linux.conftest import DEFAULT_NAMESPACES, SpecFactory, log_text
+from runtime.spec import IdMapping, Mount, Namespace
+from tests.linux.conftest import DEFAULT_NAMESPACES, SpecFactory, log_text, run
 from tests.linux.streams import demux, read_all
 from tests.linux.test_streams import _exec
 
@@ -33,3 +35,30 @@ def test_userns_root_maps_to_host_uid(runtime: LinuxRuntime, make_spec: SpecFact
     assert lines[0] == "0"
     assert lines[1].split() == ["0", "100000", "65536"]
     assert lines[2] == "userns"
+
+
+def test_idmapped_layers_and_binds(runtime: LinuxRuntime, make_spec: SpecFactory,
+                                   tmp_path: Path) -> None:
+    """--userns-remap's mounts: the shared lower layer and an engine-owned bind are
+    idmapped (root-owned on disk, root inside), the upper dir belongs to the remapped root."""
+    base = make_spec(["true"])
+    overlay = base.rootfs_mounts[0]
+    data = tmp_path / "volume"
+    data.mkdir()
+    (data / "seed").write_text("x")
+    spec = make_spec(
+        ["sh", "-c", "stat -c '%u %n' /bin/sh /data/seed; touch /new /data/made; echo ok"],
+        namespaces=(*DEFAULT_NAMESPACES, Namespace(type="user")),
+        uid_mappings=MAPS, gid_mappings=MAPS,
+        rootfs_mounts=(Mount(destination="/", type="overlay", source=overlay.source,
+                             options=(*overlay.options, "idmap")),),
+        mounts=(Mount(destination="/data", type="bind", source=str(data),
+                      options=("rbind", "rw", "idmap")),),
+    )
+    assert run(runtime, spec) == 0, log_text(spec)
+    assert log_text(spec).split("\n")[:3] == ["0 /bin/sh", "0 /data/seed", "ok"]
+    upper = Path(base.rootfs).parent / "upper"  # the overlay is base's
+    assert (upper.stat().st_uid, (upper / "new").stat().st_uid) == (100000, 100000)
+    assert (data / "made").stat().st_uid == 0  # idmapped: container root is 0 on disk
+    with open("/proc/self/mountinfo") as f:
+        assert str(tmp_path) not in f.read()
