@@ -18,6 +18,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -183,6 +184,15 @@ def _compile(tree: Path) -> None:
     )
 
 
+def _root_shell(tree: Path) -> None:
+    """sshd runs every exec through the login shell; dash starts far faster than bash under
+    TCG, and each Docker API connection is one exec (guestagent dial-stdio)."""
+    passwd = tree / "etc/passwd"
+    lines = passwd.read_text().splitlines()
+    lines = [re.sub(r"^(root:.*:)/bin/bash$", r"\1/bin/sh", line) for line in lines]
+    passwd.write_text("\n".join(lines) + "\n")
+
+
 def _mkfs(tree: Path, out: Path) -> None:
     env = {**os.environ, "E2FSPROGS_FAKE_TIME": EPOCH}
     _run(
@@ -257,6 +267,8 @@ def _build_image(base: Path, out: Path, cache: Path) -> None:
         _unpack(base / layout.BASE_TAR, tree)
         install_wheel(build_wheel(tmp / "wheel"), tree)
         _compile(tree)
+        _root_shell(tree)
+        write_atomic(tree / "etc/cove/engine.argv", " ".join(ENGINE_ARGV).encode())
         write_atomic(
             tree / "etc/cove/guest.json",
             json.dumps({"cmdline": KERNEL_CMDLINE, "engine_argv": ENGINE_ARGV}).encode(),

@@ -196,7 +196,7 @@ class Planner:
         mode = self.chmod if self.chmod is not None else stat.S_IMODE(st.st_mode)
         mtime = int(st.st_mtime)
         if stat.S_ISLNK(st.st_mode):
-            link = os.readlink(tree.real(path))
+            link = tree.readlink(path)
             self._put(Entry(target, "symlink", 0o777, uid, gid, mtime, linkname=link))
         elif stat.S_ISDIR(st.st_mode):
             self._put(Entry(target, "dir", mode, uid, gid, mtime))
@@ -210,7 +210,9 @@ class Planner:
                 return
             if st.st_nlink > 1:
                 self.links[(st.st_dev, st.st_ino)] = target
-            self._put(Entry(target, "file", mode, uid, gid, mtime, real=tree.real(path),
+            data = tree.content(path)  # in memory: no file to read (or to write first)
+            self._put(Entry(target, "file", mode, uid, gid, mtime, data=data,
+                            real=tree.real(path) if data is None else None,
                             digest=tree.digest(path) or ""))
 
     def _dir(self, src: Source, target: str) -> None:

@@ -1,6 +1,7 @@
 """Read-only views of file trees that COPY/ADD read from and write above, without mounting.
 
-- :class:`DirTree` is a plain directory (the extracted build context).
+- :class:`DirTree` is a plain directory (the extracted build context);
+  :class:`~runtime.build.memtree.MemTree` is a context kept in memory.
 - :class:`LayerTree` is an image's merged root computed from its unpacked layer
   directories, with overlayfs' rules: a 0:0 character device is a whiteout, a
   directory with ``trusted.overlay.opaque=y`` hides the layers below it, and a
@@ -30,6 +31,8 @@ class Tree(Protocol):
     def listdir(self, path: str) -> list[str]: ...
     def real(self, path: str) -> Path: ...
     def digest(self, path: str) -> str | None: ...
+    def readlink(self, path: str) -> str: ...
+    def content(self, path: str) -> bytes | None: ...  # a file's bytes when held in memory
 
 
 def _parts(path: str) -> list[str]:
@@ -43,6 +46,12 @@ class DirTree:
 
     def digest(self, path: str) -> str | None:
         return self.digests.get("/".join(_parts(path)))
+
+    def readlink(self, path: str) -> str:
+        return os.readlink(self.real(path))
+
+    def content(self, path: str) -> bytes | None:
+        return None
 
     def real(self, path: str) -> Path:
         return self.root.joinpath(*_parts(path))
@@ -107,6 +116,12 @@ class LayerTree:
     def digest(self, path: str) -> str | None:
         return None  # layer files were not hashed when unpacked: read them
 
+    def readlink(self, path: str) -> str:
+        return os.readlink(self.real(path))
+
+    def content(self, path: str) -> bytes | None:
+        return None
+
     def lstat(self, path: str) -> os.stat_result | None:
         found = self._find(path)
         return found[1] if found else None
@@ -158,7 +173,7 @@ def resolve(tree: Tree, path: str, *, follow_last: bool = True) -> str:
         links += 1
         if links > _MAX_LINKS:
             raise InvalidArgument(f"too many symlinks resolving {path}")
-        target = os.readlink(tree.real(current))
+        target = tree.readlink(current)
         if target.startswith("/"):
             done = []
         todo = [p for p in target.split("/") if p] + todo

@@ -69,6 +69,11 @@ def go_quote_list(argv: list[str]) -> str:
     return "[" + " ".join(json.dumps(a) for a in argv) + "]"
 
 
+def go_list(items: list[str]) -> str:
+    """Go's ``%v`` of a string slice (SHELL and VOLUME history: ``[/bin/sh -c]``)."""
+    return "[" + " ".join(items) + "]"
+
+
 def cmd(section: Section, instr: ins.CommandInstr, shell: list[str]) -> str:
     argv = command_argv(instr.command, shell)
     section["Cmd"] = argv
@@ -86,7 +91,7 @@ def entrypoint(section: Section, instr: ins.CommandInstr, shell: list[str],
 
 def shell_instr(section: Section, instr: ins.CommandInstr) -> str:
     section["Shell"] = list(instr.command.args)
-    return "SHELL " + go_quote_list(list(instr.command.args))
+    return "SHELL " + go_list(list(instr.command.args))
 
 
 _PORT = re.compile(r"^(\d+)(?:-(\d+))?(?:/(tcp|udp|sctp))?$", re.IGNORECASE)
@@ -94,20 +99,18 @@ _PORT = re.compile(r"^(\d+)(?:-(\d+))?(?:/(tcp|udp|sctp))?$", re.IGNORECASE)
 
 def expose(section: Section, instr: ins.Words, expand_words: ExpandWords) -> str:
     ports = dict(section.get("ExposedPorts") or {})
-    added = []
-    for word in instr.words:
-        for item in expand_words(word):
-            m = _PORT.match(item)
-            if m is None:
-                raise InvalidArgument(f"invalid containerPort: {item}")
-            low = int(m.group(1))
-            high = int(m.group(2) or low)
-            proto = (m.group(3) or "tcp").lower()
-            for port in range(low, high + 1):
-                ports[f"{port}/{proto}"] = {}
-                added.append(f"{port}/{proto}")
+    written = [item for word in instr.words for item in expand_words(word)]
+    for item in written:
+        m = _PORT.match(item)
+        if m is None:
+            raise InvalidArgument(f"invalid containerPort: {item}")
+        low = int(m.group(1))
+        high = int(m.group(2) or low)
+        proto = (m.group(3) or "tcp").lower()
+        for port in range(low, high + 1):
+            ports[f"{port}/{proto}"] = {}
     section["ExposedPorts"] = ports
-    return "EXPOSE " + " ".join(sorted(set(added)))
+    return "EXPOSE " + " ".join(written)  # the ports as written (moby's history text)
 
 
 def volume(section: Section, instr: ins.Words, expand: Expand) -> str:
@@ -118,7 +121,7 @@ def volume(section: Section, instr: ins.Words, expand: Expand) -> str:
             raise InvalidArgument("VOLUME specified can not be an empty string")
         volumes[path] = {}
     section["Volumes"] = volumes
-    return "VOLUME " + go_quote_list(paths)
+    return "VOLUME " + go_list(paths)
 
 
 def simple(section: Section, key: str, keyword: str, value: str) -> str:

@@ -68,7 +68,7 @@ def plan_copy(store: ImageStore, instr: ins.Copy, state: StageState, ctx: Contex
             tree: Tree = LayerTree(layer_dirs(store, source_image))
             what = x(instr.source_stage)
         else:
-            tree, what = DirTree(ctx.root, ctx.digests), "build context"
+            tree, what = ctx.source(), "build context"
         sources: list[Source] = []
         for raw in instr.sources:
             sources.extend(_sources(raw, instr, state, tree, what, ctx, temps, x))

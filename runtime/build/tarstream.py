@@ -164,6 +164,19 @@ class Reader:
             self._left -= got
 
 
+    def read_data(self) -> bytes:
+        """The current member's data, in memory."""
+        data = bytearray(self._left)
+        view = memoryview(data)
+        while self._left > 0:
+            got = self._f.readinto(view)
+            if not got:
+                raise TarError("unexpected end of data")
+            view = view[got:]
+            self._left -= got
+        return bytes(data)
+
+
 class Hasher:
     """Feeds sha256 objects on a helper thread.
 

@@ -1,8 +1,9 @@
 """``POST /build`` (docker's classic builder) and ``POST /build/prune``.
 
-The context tar is unpacked into a private directory under the data root
-while it is read (never held in memory), before the streamed response starts:
-the HTTP layer drains what a handler left of the body before answering.
+The context tar is unpacked while it is read (kept in memory up to a budget,
+else into a private directory under the data root; see build/context.py),
+before the streamed response starts: the HTTP layer drains what a handler
+left of the body before answering.
 A Dockerfile that does not parse is a plain 400, as in moby (nothing has been
 written yet); everything after that is reported in band.
 """

@@ -81,3 +81,62 @@ def test_owners_keep_set_id_bits(tmp_path: Path) -> None:
     extract(io.BytesIO(buf.getvalue()), tmp_path, owners=True)
     st = os.stat(tmp_path / "bin/su")
     assert (st.st_uid, st.st_gid, st.st_mode & 0o7777) == (7, 8, 0o4755)  # chown, then chmod
+
+
+def context_stream(members: list[tuple[str, bytes | str | None]]) -> io.BytesIO:
+    """A tar of (name, data) files, ``name/`` directories (data None) and ``->`` symlinks."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, data in members:
+            info = tarfile.TarInfo(name.rstrip("/"))
+            info.mtime = 1_000_000
+            if data is None:
+                info.type, info.mode = tarfile.DIRTYPE, 0o755
+                tar.addfile(info)
+            elif isinstance(data, str):
+                info.type, info.linkname = (
+                    (tarfile.SYMTYPE, data[2:]) if data.startswith("->") else
+                    (tarfile.LNKTYPE, data[2:]))
+                tar.addfile(info)
+            else:
+                info.size, info.mode = len(data), 0o644
+                tar.addfile(info, io.BytesIO(data))
+    buf.seek(0)
+    return buf
+
+
+@pytest.mark.parametrize("budget", [32 << 20, 10])  # held in memory / spilled to disk
+def test_prepare_in_memory_or_on_disk(tmp_path: Path, budget: int,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from runtime.build import memtree
+    from runtime.build.context import prepare
+
+    monkeypatch.setattr(memtree, "BUDGET", budget)
+    stream = context_stream([
+        ("Dockerfile", b"FROM scratch\n"), (".dockerignore", b"*.log\n!keep.log\n"),
+        ("d/f", b"data" * 100), ("d/", None), ("d/g", "=>d/f"), ("s", "->d/f"),
+        ("a.log", b"x"), ("keep.log", b"k")])
+    ctx = prepare(stream, tmp_path, "")
+    try:
+        tree = ctx.source()
+        assert ctx.dockerfile_text == "FROM scratch\n"
+        assert (ctx.tree is not None) == (budget > 10)
+        assert tree.listdir("/") == [".dockerignore", "Dockerfile", "d", "keep.log", "s"]
+        assert tree.listdir("/d") == ["f", "g"]  # the directory met again kept its file
+        f, g = tree.lstat("/d/f"), tree.lstat("/d/g")
+        assert f is not None and g is not None and f.st_ino == g.st_ino and f.st_nlink == 2
+        assert tree.readlink("/s") == "d/f" and tree.digest("/d/g") == tree.digest("/d/f")
+        assert tree.digest("/d/f") == hashlib.sha256(b"data" * 100).hexdigest()
+        assert tree.real("/d/f").read_bytes() == b"data" * 100  # written out on demand
+        assert os.stat(tree.real("/d/f")).st_mtime == 1_000_000
+    finally:
+        ctx.close()
+
+
+def test_prepare_refuses_paths_through_links(tmp_path: Path) -> None:
+    from runtime.build.context import prepare
+
+    stream = context_stream([("Dockerfile", b"FROM scratch\n"), ("s", "->/etc"),
+                             ("s/passwd", b"owned")])
+    with pytest.raises(InvalidArgument, match="crosses a non-directory"):
+        prepare(stream, tmp_path, "")

@@ -102,6 +102,29 @@ def test_ports_volumes_networks(engine: EngineProcess, tmp_path: Path) -> None:
         d(engine, "network", "rm", "flows-net", check=False)
 
 
+def test_legacy_links_on_a_user_network_and_the_default_bridge(engine: EngineProcess) -> None:
+    d(engine, "network", "create", "links-net")
+    try:
+        d(engine, "run", "-d", "--name", "lk-target", "--network", "links-net", "busybox",
+          "sleep", "300")
+        # On a user network the CLI puts --link into the endpoint: a DNS alias of this
+        # container only (Docker's embedded DNS).
+        out = d(engine, "run", "--rm", "--network", "links-net", "--link", "lk-target:db",
+                "busybox", "sh", "-c", "nslookup db && nslookup db.links-net")
+        assert out.count("Address") >= 2, out
+        other = run(engine, [CLI28 or "docker", "run", "--rm", "--network", "links-net",
+                             "busybox", "nslookup", "db"], check=False)
+        assert b"NXDOMAIN" in other.stdout + other.stderr or other.returncode != 0
+        d(engine, "run", "-d", "--name", "lk-bridged", "busybox", "sleep", "300")
+        ip = d(engine, "inspect", "-f", "{{.NetworkSettings.IPAddress}}", "lk-bridged").strip()
+        hosts = d(engine, "run", "--rm", "--link", "lk-bridged:cache", "busybox", "cat",
+                  "/etc/hosts")
+        assert f"{ip}\tcache " in hosts and hosts.rstrip().count("lk-bridged") == 1, hosts
+    finally:
+        d(engine, "rm", "-f", "lk-target", "lk-bridged", check=False)
+        d(engine, "network", "rm", "links-net", check=False)
+
+
 def _get(url: str) -> bytes:
     deadline = time.monotonic() + 10
     while True:
