@@ -26,7 +26,7 @@ from runtime.api.errors import CoveError, InvalidArgument
 from runtime.build import instructions as ins
 from runtime.build import metadata as md
 from runtime.build import run as runstep
-from runtime.build.cache import BuildCache, from_sources, step_key
+from runtime.build.cache import BuildCache, CacheFrom, step_key
 from runtime.build.context import Context
 from runtime.build.dockerfile import parse as parse_lines
 from runtime.build.fs import LayerTree
@@ -34,6 +34,7 @@ from runtime.build.layers import layer_dirs, metadata_image, upper_image
 from runtime.build.shell import expand, expand_words
 from runtime.build.sources import CopyStep, plan_copy
 from runtime.images.platforms import host
+from runtime.images.registry.auth import Credentials
 from runtime.images.store import Image
 
 if TYPE_CHECKING:
@@ -44,6 +45,7 @@ PROXY_ARGS = frozenset({
     "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy",
 })
 Out = Generator[str, None, None]
+HUB_AUTH_KEY = "https://index.docker.io/v1/"  # moby's IndexServer: Docker Hub's auth key
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +62,9 @@ class Options:
     rm: bool = True
     forcerm: bool = False
     cache_from: tuple[str, ...] = ()
+    extra_hosts: tuple[str, ...] = ()  # ``host:ip``: /etc/hosts entries of RUN containers
+    # X-Registry-Config: registry (as the client keyed it) → its login, for FROM pulls
+    registry_auths: dict[str, Credentials] = field(default_factory=dict)
     legacy_output: bool = False  # the client speaks API < 1.44: moby 20.10-24's wording
 
 
@@ -94,6 +99,32 @@ def short(image_id: str) -> str:
     return image_id.removeprefix("sha256:")[:12]
 
 
+def resolve_auth(auths: dict[str, Credentials], domain: str) -> Credentials | None:
+    """The login X-Registry-Config holds for *domain* (moby's ResolveAuthConfig).
+
+    Docker Hub's is keyed ``https://index.docker.io/v1/``; others by host[:port],
+    else by any key that is that host once scheme and path are stripped
+    (``https://registry.example:5000/v2/``). None: pull anonymously.
+    """
+    if not auths:
+        return None
+    if domain in (reference.DEFAULT_DOMAIN, reference.LEGACY_DOMAIN):
+        return auths.get(HUB_AUTH_KEY)
+    if domain in auths:
+        return auths[domain]
+    for key, creds in auths.items():
+        if _hostname(key) == domain:
+            return creds
+    return None
+
+
+def _hostname(key: str) -> str:
+    scheme, sep, rest = key.partition("://")
+    if sep and scheme in ("http", "https"):
+        key = rest
+    return key.partition("/")[0]
+
+
 def builtin_args() -> dict[str, str]:
     plat = host()
     value = f"{plat.os}/{plat.architecture}" + (f"/{plat.variant}" if plat.variant else "")
@@ -119,8 +150,10 @@ class Builder:
         self.results: dict[int, Image | None] = {}
         self.step = 0
         self.total = 0
-        self.cache_sources = [self.store.get(ref) for ref in options.cache_from
-                              if self.store.exists(ref)]
+        # moby's image cache: with --cache-from (even when none of its images exist)
+        # only steps found in those images' chains or histories count as cached.
+        self.cache_from = CacheFrom(self.store, options.cache_from) if options.cache_from \
+            else None
 
     # -- the whole build --
     def run(self) -> Iterator[dict[str, Any]]:
@@ -279,7 +312,8 @@ class Builder:
         from runtime.images.registry.pull import pull_messages
 
         ref = reference.parse(name, default_tag=True)
-        for msg in pull_messages(self.store, ref, None):
+        for msg in pull_messages(self.store, ref, resolve_auth(self.opts.registry_auths,
+                                                                ref.domain)):
             status = msg.get("status") if isinstance(msg, dict) else None
             if status and "id" not in msg:
                 yield f"{status}\n"
@@ -392,9 +426,9 @@ class Builder:
     def _cached(self, state: StageState, key: str, created_by: str,
                 section: dict[str, Any]) -> Image | None:
         hit = self.cache.get(key)
-        if hit is None and self.cache_sources:
-            hit = from_sources(self.store, self.cache_sources, state.image, created_by, section)
-        return hit
+        if self.cache_from is None:
+            return hit
+        return self.cache_from.get(hit, state.image, created_by, section)
 
     # -- WORKDIR, COPY/ADD, RUN --
     def _workdir(self, state: StageState, instr: ins.Value) -> Out:
@@ -510,7 +544,8 @@ class Builder:
         if parent is None:
             parent = metadata_image(self.store, None, section, "")
         spec = runstep.RunSpec(parent.id, argv, self._run_env(state), section,
-                               instr.network or self.opts.network, script)
+                               instr.network or self.opts.network, script,
+                               self.opts.extra_hosts)
         containers = self.engine.containers
         c = runstep.create(containers, spec, self.store.rootfs_upper)
         yield f" ---> Running in {c.id[:12]}\n"

@@ -47,6 +47,7 @@ class RunSpec:
     section: dict[str, Any]
     network: str
     script: str | None = None  # a heredoc with a #! line: written into the rootfs and run
+    extra_hosts: tuple[str, ...] = ()  # ``host:ip`` lines for /etc/hosts (``extrahosts``)
 
 
 def create(containers: ContainerService, spec: RunSpec, upper_of: Any) -> Container:
@@ -65,6 +66,8 @@ def create(containers: ContainerService, spec: RunSpec, upper_of: Any) -> Contai
     }
     if spec.network:
         body["HostConfig"]["NetworkMode"] = spec.network
+    if spec.extra_hosts:
+        body["HostConfig"]["ExtraHosts"] = list(spec.extra_hosts)
     c = containers.create("", body)
     if spec.script is not None:
         upper: Path = upper_of(c.id)
@@ -78,13 +81,23 @@ def script_path() -> str:
     return f"/.cove-heredoc-{secrets.token_hex(4)}"
 
 
+# moby's stderr writer (streamformatter.NewStderrWriter): each chunk a RUN writes to
+# stderr goes out as its own "stream" message, in bright red.
+STDERR_START, STDERR_END = "\x1b[91m", "\x1b[0m"
+
+
 def execute(containers: ContainerService, c: Container, argv: list[str]
             ) -> Generator[str, None, None]:
-    """Start *c*, yield its output as it comes, raise :class:`RunFailed` on a non-zero exit."""
+    """Start *c*, yield its output as it comes, raise :class:`RunFailed` on a non-zero exit.
+
+    Stdout chunks are yielded as they are; stderr chunks wrapped as moby's stderr
+    writer does (docker-py's ``test_build_stderr_data`` looks for exactly that).
+    """
     containers.start(c.id)
     for entry in logs.read(c.log_path, tail=None, since_ns=None, until_ns=None, follow=True,
                            is_running=lambda: c.running):
-        yield entry.data.decode("utf-8", "replace")
+        text = entry.data.decode("utf-8", "replace")
+        yield f"{STDERR_START}{text}{STDERR_END}" if entry.stream == logs.STDERR else text
     code = containers.wait(c, "not-running")
     if code != 0:
         raise RunFailed(argv, code)

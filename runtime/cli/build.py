@@ -44,6 +44,8 @@ def configure(verb: str, p: argparse.ArgumentParser) -> None:
     )
     a("--label", action="append", default=[], help="Set metadata for an image")
     a("--network", help="Set the networking mode for the RUN instructions during build")
+    a("--add-host", action="append", default=[],
+      help="Add a custom host-to-IP mapping (format: \"host:ip\")")
     a("--platform", help="Set platform if server is multi-platform capable")
     a("--progress", default="auto", help="Set type of progress output (auto, plain, tty)")
     a("--rm", default="true", help="Remove intermediate containers after a successful build")
@@ -210,8 +212,8 @@ def _is_tar(data: bytes) -> bool:
 
 
 def cmd_build(cli: Cli, args: argparse.Namespace) -> int:
-    from runtime.cli.auth import load_config
-    from runtime.cli.opts import parse_kv
+    from runtime.cli.auth import all_auths
+    from runtime.cli.opts import parse_add_host, parse_kv
     from runtime.cli.progress import display
 
     context, dockerfile = _context(args)
@@ -225,13 +227,16 @@ def cmd_build(cli: Cli, args: argparse.Namespace) -> int:
         "pull": args.pull or None,
         "q": args.quiet or None,
         "networkmode": args.network,
+        "extrahosts": parse_add_host(args.add_host) or None,
         "platform": args.platform,
         "rm": str(args.rm).lower() != "false",
         "forcerm": args.force_rm or None,
         "version": "1",
     }
     image_id: list[str] = []
-    auths = load_config().get("auths") or {}
+    # Every login, the credential helpers' too, as docker's CLI sends them: the engine
+    # picks the one for each FROM it has to pull.
+    auths = all_auths()
     stream = cli.client.build(
         context, {k: v for k, v in params.items() if v is not None}, registry_config=auths
     )

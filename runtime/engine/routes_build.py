@@ -10,6 +10,8 @@ written yet); everything after that is reported in band.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import shutil
 from collections.abc import Iterator
@@ -24,6 +26,8 @@ from runtime.build.instructions import parse_dockerfile
 from runtime.engine.engine import Engine
 from runtime.engine.http import Request, Response, json_lines, json_response
 from runtime.engine.router import Router, api_at_least
+from runtime.engine.routes_images import _credentials
+from runtime.images.registry.auth import Credentials
 
 _caches: dict[int, BuildCache] = {}
 
@@ -70,8 +74,35 @@ def options(req: Request) -> Options:
         rm=req.bool_arg("rm", True),
         forcerm=req.bool_arg("forcerm"),
         cache_from=tuple(str(c) for c in cache_from),
+        extra_hosts=tuple(h for h in req.query.get("extrahosts", []) if h),
+        registry_auths=registry_config(req.headers.get("X-Registry-Config", "")),
         legacy_output=not api_at_least(req, "1.44"),
     )
+
+
+def registry_config(header: str) -> dict[str, Credentials]:
+    """X-Registry-Config: base64url JSON of registry → ``{username, password, serveraddress}``
+    (or ``auth``/``identitytoken``), every login the client has; the FROM pulls pick theirs.
+
+    Like moby (getAuthConfigs), a header that does not decode means no logins.
+    """
+    if not header:
+        return {}
+    try:
+        padded = header + "=" * (-len(header) % 4)
+        data = json.loads(base64.urlsafe_b64decode(padded.encode()))
+    except (binascii.Error, ValueError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    out = {}
+    for server, entry in data.items():
+        if isinstance(entry, dict):
+            try:
+                out[str(server)] = _credentials(entry)
+            except InvalidArgument:
+                continue
+    return out
 
 
 def register(router: Router, engine: Engine) -> None:
