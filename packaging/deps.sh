@@ -13,7 +13,10 @@ if [ "$extras" = "test" ]; then
                  golang-docker-credential-helpers pass gnupg
                  libgl1 libegl1 libxkbcommon0 libfontconfig1 libdbus-1-3
                  docker.io)
-  pip_extras="test,desktop"
+  # VM path: guest image build and tests marked "vm" (packaging/guest/README.md)
+  apt_packages+=(qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-clients libvirt-dev
+                 pkg-config python3-dev mmdebstrap e2fsprogs openssh-client)
+  pip_extras="test,desktop,vm"
   # Client tests drive the real docker CLI; Debian ships it in docker.io.
   command -v docker >/dev/null 2>&1 || apt_packages+=(docker.io)
 fi

@@ -98,6 +98,9 @@ def stable_port(lay: layout.InstanceLayout) -> int:
     try:
         port = int(lay.ssh_port.read_text())
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            # QEMU's hostfwd binds with SO_REUSEADDR too: TIME_WAIT left by the last boot's
+            # connections must not make us pick a new port (a new port means a redefine).
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             s.bind(("127.0.0.1", port))
         return port
     except (OSError, ValueError):

@@ -63,3 +63,20 @@ def test_seed_has_keys(home: Path) -> None:
     assert cfg.hostname == "cove-k"
     assert files["authorized_keys"].startswith(b"ssh-ed25519 ")
     assert b"OPENSSH PRIVATE KEY" in files["ssh_host_ed25519_key"]
+
+
+def test_stable_port_survives_time_wait(home: Path) -> None:
+    import socket
+
+    lay = instance.create(instance.InstanceConfig(name="p", disk_gib=1))
+    port = instance.free_port()
+    instance.write_known_hosts(lay, port)
+    with socket.socket() as srv:  # leave a TIME_WAIT on the server side of `port`
+        srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        srv.bind(("127.0.0.1", port))
+        srv.listen()
+        cli = socket.create_connection(("127.0.0.1", port))
+        conn, _ = srv.accept()
+        conn.close()
+        cli.close()
+    assert instance.stable_port(lay) == port
