@@ -60,7 +60,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def get(port: int, timeout: float = 10) -> bytes:
+def get(port: int, timeout: float = 30) -> bytes:
     deadline = time.monotonic() + timeout
     while True:
         try:
