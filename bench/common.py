@@ -59,24 +59,6 @@ def rss_kib(pids: Sequence[int]) -> int:
     return total
 
 
-def descendants(pid: int) -> list[int]:
-    """*pid* and every process below it (by PPid), from /proc."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        with contextlib.suppress(OSError):
-            for line in (entry / "status").read_text().splitlines():
-                if line.startswith("PPid:"):
-                    children.setdefault(int(line.split()[1]), []).append(int(entry.name))
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        todo.extend(children.get(p, []))
-    return out
-
-
 def pids_by_name(*names: str) -> list[int]:
     found = []
     for entry in Path("/proc").iterdir():

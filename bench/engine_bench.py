@@ -167,8 +167,7 @@ def _monitor_pids(cove: object) -> list[int]:
     """
     import os
 
-    from bench.common import descendants
-    from tests.harness import EngineProcess
+    from tests.harness import EngineProcess, descendants
 
     assert isinstance(cove, EngineProcess) and cove.proc is not None
     engine_exe = os.readlink(f"/proc/{cove.proc.pid}/exe")

@@ -11,9 +11,10 @@ from collections.abc import Callable, Iterator
 
 from guestagent.clock import Clock
 from guestagent.ports import diff
-from guestagent.protocol import Event, Port
+from guestagent.protocol import API_PORT, Event, Port
 
-IGNORED_PORTS = frozenset({22})  # sshd itself: the host reaches it through the VM's own forward
+# sshd itself (the host reaches it through the VM's own forward) and the API relay listener
+IGNORED_PORTS = frozenset({22, API_PORT})
 
 
 def watch(

@@ -29,7 +29,7 @@ from typing import TypeVar
 
 from guestagent import seed as seedmod
 from guestagent.clock import set_wall_clock
-from guestagent.protocol import ENGINE_SOCKET
+from guestagent.protocol import API_KEY_FILE, API_PORT, ENGINE_SOCKET, api_preamble
 from guestagent.supervise import Service
 
 log = logging.getLogger("cove-init")
@@ -181,6 +181,17 @@ def engine_argv(config: seedmod.SeedConfig) -> tuple[str, ...]:
     return DEFAULT_ENGINE_ARGV
 
 
+def start_api_proxy() -> None:
+    """The Docker API relay's guest end on 127.0.0.1:API_PORT (a thread of PID 1: no process
+    per connection, and no extra Python start-up under TCG). Without the seed's host key
+    there is no token, so no listener: the host falls back to ``guestagent dial-stdio``."""
+    from guestagent.apiproxy import ApiProxy
+
+    key = Path(API_KEY_FILE).read_bytes()
+    ApiProxy(api_preamble(key), engine_socket=ENGINE_SOCKET, port=API_PORT).start()
+    log.info("api relay listening on 127.0.0.1:%d", API_PORT)
+
+
 def _libc_reboot(cmd: int) -> None:
     _libc().reboot(ctypes.c_int(cmd))
 
@@ -264,6 +275,11 @@ engine=0
 if [ -f /etc/cove/engine.argv ]; then
   $bb setsid sh -c 'exec $(cat /etc/cove/engine.argv)' </dev/null >/run/cove/engine.log 2>&1 &
   engine=$!
+  # Python as PID 1 costs ~3 s of CPU under TCG, and the engine's own Python start-up is the
+  # slowest step of the boot: let the engine have the CPUs until it listens (at most ~20 s).
+  # Reaping waits until then; the host's readiness ping falls back to dial-stdio meanwhile.
+  i=0
+  while [ ! -S /run/cove/engine.sock ] && [ $i -lt 200 ]; do $bb usleep 100000; i=$((i+1)); done
 fi
 exec /usr/bin/python3 -I -m guestagent init --adopt "sshd=$sshd" --adopt "engine=$engine"
 """
@@ -291,6 +307,7 @@ def main(adopt: dict[str, int] | None = None) -> None:
     engine = Service("engine", engine_argv(config), log_path=ENGINE_LOG)
     _step(engine.start, None)
     log.info("engine started after %.2fs", time.monotonic() - t0)
+    _step(start_api_proxy, None)
     _step(lambda: mount_shares(config), None)
     supervise([sshd, engine])
 
@@ -315,6 +332,7 @@ def _adopted(adopt: dict[str, int]) -> None:
     if config.engine_argv or not engine.pid:  # the seed overrides the image's engine
         engine.stop()
         engine.restart_at = now
+    _step(start_api_proxy, None)
     _step(lambda: mount_shares(config), None)
     log.info("supervising sshd=%d engine=%d", sshd.pid, engine.pid)
     supervise([sshd, engine])

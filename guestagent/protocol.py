@@ -12,6 +12,7 @@ Every line is one JSON object with a ``type``:
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -19,6 +20,23 @@ from typing import Any
 from runtime.api.errors import InvalidArgument
 
 ENGINE_SOCKET = "/run/cove/engine.sock"
+# The Docker API relay's guest end: PID 1 listens on guest loopback only and splices each
+# connection (one SSH direct-tcpip channel, no process per connection) to ENGINE_SOCKET.
+# Loopback is shared with --network host containers, so every connection must open with
+# api_preamble(): a token derived from the instance's SSH host key, which both the host
+# and PID 1 hold (the seed disk) and containers do not.
+API_PORT = 23750
+API_KEY_FILE = "/run/cove/ssh/ssh_host_ed25519_key"
+_API_MAGIC = b"COVE-API "
+
+
+def api_preamble(host_key: bytes) -> bytes:
+    """The fixed-length first line of every API relay connection (see API_PORT)."""
+    token = hashlib.sha256(b"cove-api-relay\0" + host_key).hexdigest().encode()
+    return _API_MAGIC + token + b"\n"
+
+
+API_PREAMBLE_LEN = len(api_preamble(b""))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, order=True)

@@ -1,9 +1,12 @@
-"""Small file helpers used across the engine: atomic writes (tmp + fsync + rename)."""
+"""Small file helpers used across the engine: atomic writes (tmp + fsync + rename),
+clearing the way for an unpacked entry."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -42,3 +45,16 @@ def write_json_atomic(path: Path, obj: Any) -> None:
 def read_json(path: Path) -> Any:
     with open(path, "rb") as f:
         return json.load(f)
+
+
+def remove_any(path: Path) -> None:
+    """Clear *path* for a new entry, whatever it is (file, symlink, whole tree); a missing one
+    is fine. Never follows a symlink: the link itself goes, not what it points at."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if stat.S_ISDIR(st.st_mode):
+        shutil.rmtree(path)
+    else:
+        os.unlink(path)

@@ -137,6 +137,40 @@ class EngineProcess:
             subprocess.run(["ip", "link", "del", self.bridge], capture_output=True, check=False)
 
 
+def descendants(pid: int) -> list[int]:
+    """*pid* and every process below it (by PPid), read from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                for line in (entry / "status").read_text().splitlines():
+                    if line.startswith("PPid:"):
+                        children.setdefault(int(line.split()[1]), []).append(int(entry.name))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(children.get(p, []))
+    return out
+
+
+def wait_http(url: str, timeout: float = 10, attempt_timeout: float = 2) -> bytes:
+    """The body at *url*, retried until it answers (a published port takes a moment after
+    ``run -d``); after *timeout* seconds the last error goes up."""
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=attempt_timeout) as r:
+                data: bytes = r.read()
+                return data
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
 def _q(text: str) -> str:
     from urllib.parse import quote
 

@@ -74,6 +74,9 @@ class SSHGuest:
             sock = socket.create_connection((self.host, self.port), timeout=self.connect_timeout)
         except OSError as e:
             raise Unavailable(f"ssh {self.host}:{self.port}: {e}") from e
+        # Every relay request is a few small SSH packets; with Nagle on, the second one of a
+        # burst (the relay's token line, then the request) waits for the guest's ACK.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         t = paramiko.Transport(sock)
         try:
             t.start_client(timeout=self.connect_timeout)

@@ -18,15 +18,15 @@ import threading
 import time
 from pathlib import Path
 
-from guestagent.protocol import Event
+from guestagent.protocol import Event, api_preamble
 from runtime.api.errors import CoveError, Unavailable
 from vmhost import guestimage, instance, layout
 from vmhost.backends import get as get_backend
 from vmhost.events import EventLog
-from vmhost.guest import DIAL_STDIO, EVENTS, GuestConnection
+from vmhost.guest import EVENTS, GuestConnection
 from vmhost.hypervisor import Hypervisor
 from vmhost.portforward import PortForwarder
-from vmhost.relay import UnixRelay
+from vmhost.relay import UnixRelay, open_api
 
 log = logging.getLogger("vmhost.supervisor")
 
@@ -35,10 +35,10 @@ ENGINE_TIMEOUT = 120.0
 CLOCK_JUMP = 5.0  # seconds of wall-vs-monotonic drift that mean the host slept
 
 
-def ping_engine(guest: GuestConnection) -> bool:
-    """GET /_ping through a dial-stdio channel, as the relay's clients will."""
+def ping_engine(guest: GuestConnection, preamble: bytes | None = None) -> bool:
+    """GET /_ping the way the relay's clients will reach the engine (relay.open_api)."""
     try:
-        ch = guest.open_exec(DIAL_STDIO)
+        ch, _ = open_api(guest, preamble)
     except CoveError:
         return False
     try:
@@ -105,10 +105,11 @@ class Supervisor:
         self.events.emit("ssh-ready", port=port, t=round(time.monotonic() - t0, 2))
         sync_clock(guest)
         self.guest = guest
-        self.relay = UnixRelay(self.lay.relay_socket, guest)
+        preamble = api_preamble(self.lay.host_key.read_bytes())
+        self.relay = UnixRelay(self.lay.relay_socket, guest, preamble=preamble)
         self.relay.start()
         deadline = time.monotonic() + ENGINE_TIMEOUT
-        while not ping_engine(guest):
+        while not ping_engine(guest, preamble):
             if time.monotonic() > deadline:
                 self.events.emit("engine-timeout", message="engine did not answer /_ping")
                 break

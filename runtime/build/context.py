@@ -33,6 +33,7 @@ from runtime.api.errors import InvalidArgument
 from runtime.build.fs import DirTree, Tree
 from runtime.build.memtree import MemTree, Node
 from runtime.build.tarstream import Hasher, Member, Reader, TarError
+from runtime.fsutil import remove_any
 
 
 @dataclass
@@ -117,11 +118,11 @@ def _extract_one(reader: Reader, m: Member, root: Path, digests: dict[str, hashl
     target = _parent_dir(root, rel) / posixpath.basename(rel)
     if m.isdir():
         if not target.is_dir() or target.is_symlink():
-            _remove(target)
+            remove_any(target)
             os.mkdir(target, 0o700)
         os.chmod(target, m.mode & 0o7777)
     elif m.issym():
-        _remove(target)
+        remove_any(target)
         os.symlink(m.linkname, target)
     elif m.islnk():
         _hard_link(m, rel, root, target, digests)
@@ -138,7 +139,7 @@ def _extract_one(reader: Reader, m: Member, root: Path, digests: dict[str, hashl
 
 def _file(reader: Reader, m: Member, target: Path, digest: hashlib._Hash, hasher: Hasher,
           owner: tuple[int, int] | None) -> None:
-    _remove(target)
+    remove_any(target)
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     try:
         reader.copy_to(fd, digest, hasher)
@@ -154,21 +155,10 @@ def _hard_link(m: Member, rel: str, root: Path, target: Path,
     link_rel = _safe_name(m.linkname)
     if link_rel is None:
         raise InvalidArgument(f"invalid hard link in build context: {m.name}")
-    _remove(target)
+    remove_any(target)
     os.link(root / link_rel, target, follow_symlinks=False)
     if link_rel in digests:
         digests[rel] = digests[link_rel]
-
-
-def _remove(path: Path) -> None:
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        return
-    if stat.S_ISDIR(st.st_mode):
-        shutil.rmtree(path)
-    else:
-        os.unlink(path)
 
 
 def prepare(stream: BinaryIO, tmp_parent: Path, dockerfile: str) -> Context:

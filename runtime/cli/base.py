@@ -157,3 +157,64 @@ def each(cli: Cli, names: Sequence[str], action: Callable[[str], object], echo: 
             if echo:
                 cli.print(name)
     return 1 if failed else 0
+
+
+def inspect_each(
+    cli: Cli,
+    names: Sequence[str],
+    fetch: Callable[[str], Any],
+    fmt: str | None,
+    describe: Callable[[str, CoveError], str] | None = None,
+) -> int:
+    """docker's multi-target ``inspect``: report each failure, print what was found (as JSON
+    or once per ``--format``), exit 1 if any failed. ``describe`` words a failure."""
+    found: list[Any] = []
+    failed = False
+    for name in names:
+        try:
+            found.append(fetch(name))
+        except CoveError as e:
+            cli.warn(describe(name, e) if describe else error_message(e))
+            failed = True
+    if fmt:
+        render_each(cli, fmt, found)
+    else:
+        cli.write_json(found)
+    return 1 if failed else 0
+
+
+def confirmed(cli: Cli, force: bool, warning: str) -> bool:
+    """A destructive verb goes ahead with ``--force`` or a "y" on stdin."""
+    if force:
+        return True
+    cli.out.write(f"{warning}\nAre you sure you want to continue? [y/N] ")
+    cli.out.flush()
+    answer = sys.stdin.readline().strip().lower()
+    return answer in ("y", "yes")
+
+
+def print_titled(
+    cli: Cli, title: str, items: Iterable[str] | None, *, blank_after: bool = True
+) -> None:
+    """A prune report's section: the title and one item a line; nothing when empty."""
+    items = list(items or [])
+    if items:
+        cli.print(f"{title}:")
+        for item in items:
+            cli.print(item)
+        if blank_after:
+            cli.print("")
+
+
+def print_reclaimed(cli: Cli, title: str, items: Iterable[str] | None, space: float | None) -> None:
+    from runtime.api.units import human_size
+
+    print_titled(cli, title, items)
+    cli.print(f"Total reclaimed space: {human_size(float(space or 0))}")
+
+
+def deleted_image_lines(report: Mapping[str, Any]) -> list[str]:
+    """An image prune's ``ImagesDeleted`` entries as docker prints them ("untagged: x")."""
+    return [
+        f"{k.lower()}: {v}" for item in report.get("ImagesDeleted") or [] for k, v in item.items()
+    ]

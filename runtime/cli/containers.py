@@ -11,10 +11,12 @@ from runtime.cli.base import (
     Cli,
     CliError,
     add_format,
+    confirmed,
     each,
     error_message,
     filters_from,
-    render_each,
+    inspect_each,
+    print_reclaimed,
     render_rows,
     short_id,
 )
@@ -250,23 +252,16 @@ def cmd_inspect(cli: Cli, args: argparse.Namespace) -> int:
     kind = getattr(args, "type", None) or (
         "container" if args.verb == "container-inspect" else None
     )
-    found: list[dict[str, Any]] = []
-    failed = False
-    for name in args.names:
-        try:
-            found.append(_inspect_one(cli, name, kind, args.size))
-        except NotFound:
-            what = f"No such {kind}" if kind else "No such object"
-            cli.warn(f"Error: {what}: {name}")
-            failed = True
-        except CoveError as e:
-            cli.warn(error_message(e))
-            failed = True
-    if args.format:
-        render_each(cli, args.format, found)
-    else:
-        cli.write_json(found)
-    return 1 if failed else 0
+
+    def describe(name: str, e: CoveError) -> str:
+        if isinstance(e, NotFound):
+            return f"Error: {f'No such {kind}' if kind else 'No such object'}: {name}"
+        return error_message(e)
+
+    def fetch(name: str) -> dict[str, Any]:
+        return _inspect_one(cli, name, kind, args.size)
+
+    return inspect_each(cli, args.names, fetch, args.format, describe)
 
 
 # --- misc --------------------------------------------------------------------------
@@ -379,9 +374,7 @@ def cmd_update(cli: Cli, args: argparse.Namespace) -> int:
 
 
 def cmd_container_prune(cli: Cli, args: argparse.Namespace) -> int:
-    from runtime.cli.system import confirm, print_reclaimed
-
-    if not args.force and not confirm(cli, "WARNING! This will remove all stopped containers."):
+    if not confirmed(cli, args.force, "WARNING! This will remove all stopped containers."):
         return 0
     report = cli.client.prune_containers(filters_from(args.filter))
     print_reclaimed(

@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Callable
 
-from runtime.api.client import Hijacked
+from runtime.api.client import Hijacked, Waiter
 from runtime.api.errors import CoveError
 from runtime.api.transport import EngineUnreachable
 from runtime.cli import stdio
@@ -117,6 +117,48 @@ def _noop(_h: int, _w: int) -> None:
     pass
 
 
+def start_while_attached(
+    cli: Cli, cid: str, conn: Hijacked, waiter: Waiter, detach_keys: str | None = None
+) -> None:
+    """Start a container whose streams and wait are already open (so no output or exit is
+    missed); if the start fails, close both before the error goes up."""
+    try:
+        start_container(cli, cid, detach_keys)
+    except BaseException:
+        conn.close()
+        waiter.close()
+        raise
+
+
+def follow_attached(
+    cli: Cli,
+    cid: str,
+    conn: Hijacked,
+    waiter: Waiter,
+    *,
+    stdin: bool,
+    tty: bool,
+    detach_keys: str | None,
+    sig_proxy: str,
+) -> int:
+    """Pump an attached container's streams on this terminal: 0 if the user detached,
+    otherwise the container's exit status."""
+    client = cli.client
+    detached = pump(
+        cli,
+        conn,
+        stdin=stdin,
+        tty=tty,
+        detach_keys=detach_keys,
+        resize=lambda h, w: client.resize(cid, h, w),
+        kill=killer(cli, cid, sig_proxy),
+    )
+    if detached:
+        waiter.close()
+        return 0
+    return exit_status(waiter.result())
+
+
 def cmd_start(cli: Cli, args: argparse.Namespace) -> int:
     if args.attach or args.interactive:
         if len(args.containers) > 1:
@@ -144,27 +186,7 @@ def _start_attached(cli: Cli, args: argparse.Namespace, name: str) -> int:
     info = client.inspect_container(name)
     cid, tty = str(info["Id"]), bool(info.get("Config", {}).get("Tty"))
     stdin = bool(args.interactive and info.get("Config", {}).get("OpenStdin"))
-    conn = client.attach(cid, stdin=stdin, detach_keys=args.detach_keys)
-    waiter = client.wait_begin(cid, "next-exit")
-    try:
-        start_container(cli, cid, args.detach_keys)
-    except BaseException:
-        conn.close()
-        waiter.close()
-        raise
-    detached = pump(
-        cli,
-        conn,
-        stdin=stdin,
-        tty=tty,
-        detach_keys=args.detach_keys,
-        resize=lambda h, w: client.resize(cid, h, w),
-        kill=killer(cli, cid, getattr(args, "sig_proxy", "true")),
-    )
-    if detached:
-        waiter.close()
-        return 0
-    return exit_status(waiter.result())
+    return _attach_session(cli, args, cid, stdin=stdin, tty=tty, start=True)
 
 
 def cmd_attach(cli: Cli, args: argparse.Namespace) -> int:
@@ -177,21 +199,28 @@ def cmd_attach(cli: Cli, args: argparse.Namespace) -> int:
         raise CliError("You cannot attach to a paused container, unpause it first")
     cid, config = str(info["Id"]), info.get("Config", {})
     tty, stdin = bool(config.get("Tty")), bool(config.get("OpenStdin")) and not args.no_stdin
-    conn = client.attach(cid, stdin=stdin, detach_keys=args.detach_keys)
-    waiter = client.wait_begin(cid, "next-exit")
-    detached = pump(
+    return _attach_session(cli, args, cid, stdin=stdin, tty=tty, start=False)
+
+
+def _attach_session(
+    cli: Cli, args: argparse.Namespace, cid: str, *, stdin: bool, tty: bool, start: bool
+) -> int:
+    """Attach, register the wait for the next exit, start if asked (in that order, so no
+    output or exit is missed), then follow the streams until exit or detach."""
+    conn = cli.client.attach(cid, stdin=stdin, detach_keys=args.detach_keys)
+    waiter = cli.client.wait_begin(cid, "next-exit")
+    if start:
+        start_while_attached(cli, cid, conn, waiter, args.detach_keys)
+    return follow_attached(
         cli,
+        cid,
         conn,
+        waiter,
         stdin=stdin,
         tty=tty,
         detach_keys=args.detach_keys,
-        resize=lambda h, w: client.resize(cid, h, w),
-        kill=killer(cli, cid, getattr(args, "sig_proxy", "true")),
+        sig_proxy=getattr(args, "sig_proxy", "true"),
     )
-    if detached:
-        waiter.close()
-        return 0
-    return exit_status(waiter.result())
 
 
 def cmd_exec(cli: Cli, args: argparse.Namespace) -> int:

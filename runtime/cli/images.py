@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
+from collections.abc import Iterator
 from typing import IO, Any, TextIO
 
 from runtime.cli.base import (
     Cli,
     CliError,
     add_format,
+    confirmed,
+    deleted_image_lines,
     error_message,
     filters_from,
-    render_each,
+    inspect_each,
+    print_reclaimed,
     render_rows,
     short_id,
 )
@@ -178,20 +183,7 @@ def _inspect_flags(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_image_inspect(cli: Cli, args: argparse.Namespace) -> int:
-    from runtime.api.errors import CoveError
-
-    found, failed = [], False
-    for name in args.images:
-        try:
-            found.append(cli.client.inspect_image(name))
-        except CoveError as e:
-            cli.warn(error_message(e))
-            failed = True
-    if args.format:
-        render_each(cli, args.format, found)
-    else:
-        cli.write_json(found)
-    return 1 if failed else 0
+    return inspect_each(cli, args.images, cli.client.inspect_image, args.format)
 
 
 def _history_flags(p: argparse.ArgumentParser) -> None:
@@ -374,30 +366,33 @@ def _load_flags(p: argparse.ArgumentParser) -> None:
     p.set_defaults(func=cmd_load)
 
 
-def _open_input(path: str | None, what: str) -> IO[bytes]:
+@contextlib.contextmanager
+def _open_input(path: str | None, what: str) -> Iterator[IO[bytes]]:
+    """The named file, or stdin for none or "-" (refused on a terminal); a file is closed
+    afterwards, stdin left open."""
     from runtime.cli.stdio import is_tty
 
     if path and path != "-":
         try:
-            return open(path, "rb")
+            # Not "with open" around the try: only open's own failure is worded "open PATH".
+            src = open(path, "rb")  # noqa: SIM115
         except OSError as e:
             raise CliError(f"open {path}: {e.strerror or e}") from e
+        with src:
+            yield src
+        return
     if is_tty(sys.stdin):
         raise CliError(f"requested load from stdin, but stdin is empty ({what})")
-    return sys.stdin.buffer
+    yield sys.stdin.buffer
 
 
 def cmd_load(cli: Cli, args: argparse.Namespace) -> int:
     from runtime.cli.progress import display
     from runtime.cli.stdio import is_tty
 
-    src = _open_input(args.input, "use -i to load from a file")
     quiet = args.quiet or not is_tty(cli.out)  # docker asks for quiet when not on a TTY
-    try:
+    with _open_input(args.input, "use -i to load from a file") as src:
         display(cli.client.load_images(src, quiet), cli.out, is_tty(cli.out) and not quiet)
-    finally:
-        if src is not sys.stdin.buffer:
-            src.close()
     return 0
 
 
@@ -422,8 +417,7 @@ def cmd_import(cli: Cli, args: argparse.Namespace) -> int:
     if "://" in args.file:
         raise CliError("importing from a URL is not supported; download the file first")
     repo, tag = split_ref(args.repository) if args.repository else (None, None)
-    src = _open_input(args.file, "use a file name or -")
-    try:
+    with _open_input(args.file, "use a file name or -") as src:
         for msg in cli.client.import_image(
             src,
             repo,
@@ -434,9 +428,6 @@ def cmd_import(cli: Cli, args: argparse.Namespace) -> int:
         ):
             if msg.get("status"):
                 cli.print(msg["status"])
-    finally:
-        if src is not sys.stdin.buffer:
-            src.close()
     return 0
 
 
@@ -484,20 +475,17 @@ def _prune_flags(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_image_prune(cli: Cli, args: argparse.Namespace) -> int:
-    from runtime.cli.system import confirm, print_reclaimed
-
     warning = (
         "WARNING! This will remove all images without at least one container associated to them."
         if args.all
         else "WARNING! This will remove all dangling images."
     )
-    if not args.force and not confirm(cli, warning):
+    if not confirmed(cli, args.force, warning):
         return 0
     filters = filters_from(args.filter)
     filters.setdefault("dangling", ["false" if args.all else "true"])
     report = cli.client.prune_images(filters)
-    deleted = [
-        f"{k.lower()}: {v}" for item in report.get("ImagesDeleted") or [] for k, v in item.items()
-    ]
-    print_reclaimed(cli, "Deleted Images", deleted, report.get("SpaceReclaimed"))
+    print_reclaimed(
+        cli, "Deleted Images", deleted_image_lines(report), report.get("SpaceReclaimed")
+    )
     return 0

@@ -5,15 +5,15 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from runtime.api.errors import CoveError
 from runtime.cli.base import (
     Cli,
     CliError,
     add_format,
+    confirmed,
     each,
-    error_message,
     filters_from,
-    render_each,
+    inspect_each,
+    print_titled,
     render_rows,
     short_id,
 )
@@ -130,18 +130,9 @@ def cmd_ls(cli: Cli, args: argparse.Namespace) -> int:
 
 
 def cmd_inspect(cli: Cli, args: argparse.Namespace) -> int:
-    found, failed = [], False
-    for name in args.networks:
-        try:
-            found.append(cli.client.inspect_network(name, args.verbose))
-        except CoveError as e:
-            cli.warn(error_message(e))
-            failed = True
-    if args.format:
-        render_each(cli, args.format, found)
-    else:
-        cli.write_json(found)
-    return 1 if failed else 0
+    return inspect_each(
+        cli, args.networks, lambda name: cli.client.inspect_network(name, args.verbose), args.format
+    )
 
 
 def cmd_rm(cli: Cli, args: argparse.Namespace) -> int:
@@ -159,17 +150,11 @@ def cmd_rm(cli: Cli, args: argparse.Namespace) -> int:
 
 
 def cmd_prune(cli: Cli, args: argparse.Namespace) -> int:
-    from runtime.cli.system import confirm
-
-    if not args.force and not confirm(
-        cli, "WARNING! This will remove all custom networks not used by at least one container."
-    ):
+    warning = "WARNING! This will remove all custom networks not used by at least one container."
+    if not confirmed(cli, args.force, warning):
         return 0
-    deleted = cli.client.prune_networks(filters_from(args.filter)).get("NetworksDeleted") or []
-    if deleted:
-        cli.print("Deleted Networks:")
-        for name in deleted:
-            cli.print(name)
+    deleted = cli.client.prune_networks(filters_from(args.filter)).get("NetworksDeleted")
+    print_titled(cli, "Deleted Networks", deleted, blank_after=False)  # docker: no blank line
     return 0
 
 

@@ -159,23 +159,17 @@ def _attach_flags(args: argparse.Namespace) -> tuple[bool, bool, bool]:
 
 def build_config(args: argparse.Namespace, console: tuple[int, int] = (0, 0)) -> dict[str, Any]:
     """The create body, field for field what docker 28 sends (zero values mean unset)."""
-    from runtime.api.units import ram_in_bytes
-
     exposed, bindings = opts.parse_publish(args.publish)
     exposed.update(opts.parse_expose(args.expose))
     binds, anonymous = opts.split_volumes(args.volume)
+    config = _container_config(args, exposed, anonymous)
+    host = _host_config(args, binds, bindings, console)
+    return {**config, "HostConfig": host, "NetworkingConfig": _networking_config(args)}
+
+
+def _container_config(args: argparse.Namespace, exposed: dict[str, Any],
+                      anonymous: dict[str, Any]) -> dict[str, Any]:
     stdin, stdout, stderr = _attach_flags(args)
-
-    def size(v: str | None) -> int:
-        if not v:
-            return 0
-        if v == "-1":
-            return -1
-        try:
-            return ram_in_bytes(v)
-        except ValueError:
-            raise CliError(f"invalid size: '{v}'") from None
-
     config: dict[str, Any] = {
         "Hostname": args.hostname,
         "Domainname": args.domainname,
@@ -201,12 +195,16 @@ def build_config(args: argparse.Namespace, console: tuple[int, int] = (0, 0)) ->
     health = _healthcheck(args)
     if health:
         config["Healthcheck"] = health
-    network = args.network
-    host: dict[str, Any] = {
+    return config
+
+
+def _host_config(args: argparse.Namespace, binds: list[str], bindings: dict[str, Any],
+                 console: tuple[int, int]) -> dict[str, Any]:
+    return {
         "Binds": binds,
         "ContainerIDFile": "",
         "LogConfig": {"Type": args.log_driver, "Config": opts.parse_kv(args.log_opt, "log-opt")},
-        "NetworkMode": network,
+        "NetworkMode": args.network,
         "PortBindings": bindings,
         "RestartPolicy": opts.parse_restart(args.restart),
         "AutoRemove": args.rm,
@@ -226,10 +224,10 @@ def build_config(args: argparse.Namespace, console: tuple[int, int] = (0, 0)) ->
         "ReadonlyRootfs": args.read_only,
         "SecurityOpt": args.security_opt or None,
         "Tmpfs": opts.parse_tmpfs(args.tmpfs) or None,
-        "ShmSize": size(args.shm_size),
-        "Memory": size(args.memory),
-        "MemorySwap": size(args.memory_swap),
-        "MemoryReservation": size(args.memory_reservation),
+        "ShmSize": _size(args.shm_size),
+        "Memory": _size(args.memory),
+        "MemorySwap": _size(args.memory_swap),
+        "MemoryReservation": _size(args.memory_reservation),
         "NanoCpus": int(args.cpus * 1e9) if args.cpus else 0,
         "CpuShares": args.cpu_shares,
         "CpusetCpus": args.cpuset_cpus,
@@ -241,6 +239,10 @@ def build_config(args: argparse.Namespace, console: tuple[int, int] = (0, 0)) ->
         "MemorySwappiness": -1,
         "Init": True if args.init else None,
     }
+
+
+def _networking_config(args: argparse.Namespace) -> dict[str, Any]:
+    """The --network's endpoint: its aliases, fixed address and MAC."""
     endpoint: dict[str, Any] = {}
     if args.network_alias:
         endpoint["Aliases"] = args.network_alias
@@ -248,8 +250,21 @@ def build_config(args: argparse.Namespace, console: tuple[int, int] = (0, 0)) ->
         endpoint["IPAMConfig"] = {"IPv4Address": args.ip}
     if args.mac_address:
         endpoint["MacAddress"] = args.mac_address
-    networking = {"EndpointsConfig": {network: endpoint}}
-    return {**config, "HostConfig": host, "NetworkingConfig": networking}
+    return {"EndpointsConfig": {args.network: endpoint}}
+
+
+def _size(v: str | None) -> int:
+    """A memory size flag in bytes: unset is 0, "-1" unlimited."""
+    from runtime.api.units import ram_in_bytes
+
+    if not v:
+        return 0
+    if v == "-1":
+        return -1
+    try:
+        return ram_in_bytes(v)
+    except ValueError:
+        raise CliError(f"invalid size: '{v}'") from None
 
 
 def _device(spec: str) -> dict[str, str]:
@@ -332,27 +347,19 @@ def _run(cli: Cli, args: argparse.Namespace) -> int:
         detach_keys=args.detach_keys,
     )
     waiter = client.wait_begin(cid, "removed" if args.rm else "next-exit")
-    try:
-        start_container(cli, cid)
-    except BaseException:
-        conn.close()
-        waiter.close()
-        raise
-    from runtime.cli.execs import killer, pump
+    from runtime.cli.execs import follow_attached, start_while_attached
 
-    detached = pump(
+    start_while_attached(cli, cid, conn, waiter)
+    return follow_attached(
         cli,
+        cid,
         conn,
+        waiter,
         stdin=attach_stdin,
         tty=args.tty,
         detach_keys=args.detach_keys,
-        resize=lambda h, w: client.resize(cid, h, w),
-        kill=killer(cli, cid, args.sig_proxy),
+        sig_proxy=args.sig_proxy,
     )
-    if detached:
-        waiter.close()
-        return 0
-    return exit_status(waiter.result())
 
 
 def start_container(cli: Cli, cid: str, detach_keys: str | None = None) -> None:

@@ -1,4 +1,4 @@
-"""System verbs: version, info, events, system df/prune (and the prune helpers)."""
+"""System verbs: version, info, events, system df/prune."""
 
 from __future__ import annotations
 
@@ -6,10 +6,19 @@ import argparse
 import platform
 import sys
 import time
-from collections.abc import Iterable
 from typing import Any
 
-from runtime.cli.base import Cli, CliError, add_format, error_message, filters_from, render_each
+from runtime.cli.base import (
+    Cli,
+    CliError,
+    add_format,
+    confirmed,
+    deleted_image_lines,
+    error_message,
+    filters_from,
+    print_titled,
+    render_each,
+)
 
 
 def configure(verb: str, p: argparse.ArgumentParser) -> None:
@@ -210,25 +219,6 @@ def cmd_events(cli: Cli, args: argparse.Namespace) -> int:
 # --- df / prune --------------------------------------------------------------------------
 
 
-def confirm(cli: Cli, warning: str) -> bool:
-    cli.out.write(f"{warning}\nAre you sure you want to continue? [y/N] ")
-    cli.out.flush()
-    answer = sys.stdin.readline().strip().lower()
-    return answer in ("y", "yes")
-
-
-def print_reclaimed(cli: Cli, title: str, items: Iterable[str] | None, space: float | None) -> None:
-    from runtime.api.units import human_size
-
-    items = list(items or [])
-    if items:
-        cli.print(f"{title}:")
-        for item in items:
-            cli.print(item)
-        cli.print("")
-    cli.print(f"Total reclaimed space: {human_size(float(space or 0))}")
-
-
 def _df_rows(df: dict[str, Any]) -> list[dict[str, Any]]:
     from runtime.api.units import human_size
 
@@ -302,41 +292,24 @@ def cmd_system_prune(cli: Cli, args: argparse.Namespace) -> int:
         else "all dangling images"
     )
     warning = "WARNING! This will remove:\n" + "\n".join(f"  - {w}" for w in what)
-    if not args.force and not confirm(cli, warning):
+    if not confirmed(cli, args.force, warning):
         return 0
     filters = filters_from(args.filter)
     client = cli.client
     total = 0.0
     report = client.prune_containers(filters)
     total += float(report.get("SpaceReclaimed") or 0)
-    _list(cli, "Deleted Containers", report.get("ContainersDeleted"))
-    _list(cli, "Deleted Networks", client.prune_networks(filters).get("NetworksDeleted"))
+    print_titled(cli, "Deleted Containers", report.get("ContainersDeleted"))
+    print_titled(cli, "Deleted Networks", client.prune_networks(filters).get("NetworksDeleted"))
     if args.volumes:
         report = client.prune_volumes(filters)
         total += float(report.get("SpaceReclaimed") or 0)
-        _list(cli, "Deleted Volumes", report.get("VolumesDeleted"))
+        print_titled(cli, "Deleted Volumes", report.get("VolumesDeleted"))
     report = client.prune_images({**filters, "dangling": ["false" if args.all else "true"]})
     total += float(report.get("SpaceReclaimed") or 0)
-    _list(
-        cli,
-        "Deleted Images",
-        [
-            f"{k.lower()}: {v}"
-            for item in report.get("ImagesDeleted") or []
-            for k, v in item.items()
-        ],
-    )
+    print_titled(cli, "Deleted Images", deleted_image_lines(report))
     cli.print(f"Total reclaimed space: {human_size(total)}")
     return 0
-
-
-def _list(cli: Cli, title: str, items: Iterable[str] | None) -> None:
-    items = list(items or [])
-    if items:
-        cli.print(f"{title}:")
-        for item in items:
-            cli.print(item)
-        cli.print("")
 
 
 COMMANDS = {

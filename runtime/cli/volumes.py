@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from runtime.api.errors import CoveError
 from runtime.cli.base import (
     Cli,
     add_format,
+    confirmed,
     each,
-    error_message,
     filters_from,
-    render_each,
+    inspect_each,
+    print_reclaimed,
     render_rows,
 )
 
@@ -92,18 +92,7 @@ def cmd_ls(cli: Cli, args: argparse.Namespace) -> int:
 
 
 def cmd_inspect(cli: Cli, args: argparse.Namespace) -> int:
-    found, failed = [], False
-    for name in args.volumes:
-        try:
-            found.append(cli.client.inspect_volume(name))
-        except CoveError as e:
-            cli.warn(error_message(e))
-            failed = True
-    if args.format:
-        render_each(cli, args.format, found)
-    else:
-        cli.write_json(found)
-    return 1 if failed else 0
+    return inspect_each(cli, args.volumes, cli.client.inspect_volume, args.format)
 
 
 def cmd_rm(cli: Cli, args: argparse.Namespace) -> int:
@@ -111,14 +100,12 @@ def cmd_rm(cli: Cli, args: argparse.Namespace) -> int:
 
 
 def cmd_prune(cli: Cli, args: argparse.Namespace) -> int:
-    from runtime.cli.system import confirm, print_reclaimed
-
     what = (
         "all local volumes not used by at least one container"
         if args.all
         else "all anonymous local volumes not used by at least one container"
     )
-    if not args.force and not confirm(cli, f"WARNING! This will remove {what}."):
+    if not confirmed(cli, args.force, f"WARNING! This will remove {what}."):
         return 0
     filters = filters_from(args.filter)
     if args.all:

@@ -15,19 +15,21 @@ import binascii
 import json
 import shutil
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runtime.api import reference
 from runtime.api.errors import InvalidArgument
-from runtime.build.builder import Builder, Options
-from runtime.build.cache import BuildCache
-from runtime.build.context import prepare
-from runtime.build.instructions import parse_dockerfile
 from runtime.engine.engine import Engine
 from runtime.engine.http import Request, Response, json_lines, json_response
 from runtime.engine.router import Router, api_at_least
 from runtime.engine.routes_images import _credentials
 from runtime.images.registry.auth import Credentials
+
+if TYPE_CHECKING:
+    # runtime.build is imported on the first /build request: it is a large share of the
+    # engine's start-up under TCG (the VM guest) and most engines never build.
+    from runtime.build.cache import BuildCache
+    from runtime.build.options import Options
 
 _caches: dict[int, BuildCache] = {}
 
@@ -35,6 +37,8 @@ _caches: dict[int, BuildCache] = {}
 def _cache(engine: Engine) -> BuildCache:
     cache = _caches.get(id(engine))
     if cache is None:
+        from runtime.build.cache import BuildCache
+
         cache = BuildCache(engine.layout.data_root / "build" / "cache.json", engine.images)
         _caches[id(engine)] = cache
     return cache
@@ -51,6 +55,8 @@ def _json_arg(req: Request, name: str, default: Any) -> Any:
 
 
 def options(req: Request) -> Options:
+    from runtime.build.options import Options
+
     tags = tuple(t for t in req.query.get("t", []) if t)
     for tag in tags:
         reference.parse(tag)  # "invalid reference format" before reading the context
@@ -117,6 +123,10 @@ def register(router: Router, engine: Engine) -> None:
                                   "builder (DOCKER_BUILDKIT=0)")
         if req.str_arg("remote"):
             raise InvalidArgument("remote build contexts are not supported")
+        from runtime.build.builder import Builder
+        from runtime.build.context import prepare
+        from runtime.build.instructions import parse_dockerfile
+
         opts = options(req)
         ctx = prepare(req.body(), tmp, req.str_arg("dockerfile"))
         try:

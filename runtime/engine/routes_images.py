@@ -14,17 +14,26 @@ import itertools
 import json
 import urllib.request
 from collections.abc import Iterator
+from types import ModuleType
 from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 from runtime.api import reference
 from runtime.api.errors import CoveError, InvalidArgument, Unavailable
 from runtime.engine.http import Request, Response, json_lines, json_response, no_content
 from runtime.engine.router import Router
-from runtime.images import archive, views
+from runtime.images import views
 
 if TYPE_CHECKING:
     from runtime.engine.engine import Engine
     from runtime.images.registry.auth import Credentials
+
+
+def _archive() -> ModuleType:
+    """runtime.images.archive, imported on first use (save/load): engine start-up is slow
+    under TCG in the VM guest, and most engines never save or load."""
+    from runtime.images import archive
+
+    return archive
 
 
 def register(router: Router, engine: Engine) -> None:
@@ -107,15 +116,15 @@ def register(router: Router, engine: Engine) -> None:
         names = req.query.get("names", [])
         if not names:
             raise InvalidArgument("no images to save (names is required)")
-        return Response(body=archive.save(store, names), content_type="application/x-tar")
+        return Response(body=_archive().save(store, names), content_type="application/x-tar")
 
     def save_one(req: Request) -> Response:
-        return Response(body=archive.save(store, [req.params["name"]]),
+        return Response(body=_archive().save(store, [req.params["name"]]),
                         content_type="application/x-tar")
 
     def load(req: Request) -> Response:
         try:
-            lines = archive.load(store, req.body())
+            lines = _archive().load(store, req.body())
         except CoveError as e:
             # moby reports a bad archive in-band, after a 200 (docker-py raises ImageLoadError).
             with contextlib.suppress(Exception):

@@ -55,8 +55,13 @@ class ExecRecord:
 
 
 def register(router: Router, engine: Engine) -> None:
+    _register_container_streams(router, engine)
+    _register_execs(router, engine)
+
+
+def _register_container_streams(router: Router, engine: Engine) -> None:
+    """attach, resize, logs, top and stats of a container."""
     svc = engine.containers
-    execs: dict[str, ExecRecord] = engine.execs
 
     @router.route("POST", "/containers/{id}/attach")
     def attach(req: Request) -> Response:
@@ -149,6 +154,12 @@ def register(router: Router, engine: Engine) -> None:
                 time.sleep(1.0)
 
         return Response(200, body())
+
+
+def _register_execs(router: Router, engine: Engine) -> None:
+    """exec instances: create in a running container, start, resize, inspect."""
+    svc = engine.containers
+    execs: dict[str, ExecRecord] = engine.execs
 
     @router.route("POST", "/containers/{id}/exec")
     def exec_create(req: Request) -> Response:

@@ -299,6 +299,28 @@ def remap_mounts(rootfs_mounts: tuple[Mount, ...], mounts: tuple[Mount, ...],
     return tuple(_idmapped(m) for m in rootfs_mounts), tuple(out)
 
 
+def _process(container_id: str, config: dict[str, Any], host_config: dict[str, Any],
+             image_config: dict[str, Any], *, seccomp_profile: str | None,
+             no_new_privileges: bool) -> ProcessSpec:
+    """The container's first process: the image's defaults under the create config's."""
+    console = host_config.get("ConsoleSize") or None
+    return ProcessSpec(
+        args=command(config, image_config),
+        env=merge_env([*daemon_env(config.get("Hostname") or container_id[:12],
+                                   bool(config.get("Tty"))), *(image_config.get("Env") or [])],
+                      config.get("Env") or []),
+        cwd=config.get("WorkingDir") or image_config.get("WorkingDir") or "/",
+        user=config.get("User") or image_config.get("User") or "",
+        additional_groups=tuple(host_config.get("GroupAdd") or ()),
+        terminal=bool(config.get("Tty")),
+        console_size=(int(console[0]), int(console[1])) if console and console[0] else None,
+        capabilities=capabilities(host_config),
+        no_new_privileges=no_new_privileges,
+        rlimits=rlimits(host_config),
+        seccomp_profile=seccomp_profile,
+    )
+
+
 def build(
     *,
     container_id: str,
@@ -322,22 +344,8 @@ def build(
     if maps is not None:
         rootfs_mounts, mounts = remap_mounts(rootfs_mounts, mounts, engine_owned, maps)
     shm = host_config.get("ShmSize") or 64 * 1024 * 1024
-    console = host_config.get("ConsoleSize") or None
-    process = ProcessSpec(
-        args=command(config, image_config),
-        env=merge_env([*daemon_env(config.get("Hostname") or container_id[:12],
-                                   bool(config.get("Tty"))), *(image_config.get("Env") or [])],
-                      config.get("Env") or []),
-        cwd=config.get("WorkingDir") or image_config.get("WorkingDir") or "/",
-        user=config.get("User") or image_config.get("User") or "",
-        additional_groups=tuple(host_config.get("GroupAdd") or ()),
-        terminal=bool(config.get("Tty")),
-        console_size=(int(console[0]), int(console[1])) if console and console[0] else None,
-        capabilities=capabilities(host_config),
-        no_new_privileges=nnp,
-        rlimits=rlimits(host_config),
-        seccomp_profile=profile,
-    )
+    process = _process(container_id, config, host_config, image_config,
+                       seccomp_profile=profile, no_new_privileges=nnp)
     stop_signal = config.get("StopSignal") or image_config.get("StopSignal") or "SIGTERM"
     return ContainerSpec(
         id=container_id,

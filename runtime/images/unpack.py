@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import errno
 import os
-import shutil
 import stat
 import tarfile
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from runtime.api.errors import InvalidArgument
+from runtime.fsutil import remove_any
 from runtime.images.compression import HashingReader, decompressed
 
 WHITEOUT_PREFIX = ".wh."
@@ -155,28 +155,17 @@ def _whiteout(parent: Path, base: str) -> None:
     if not name or name in (".", "..") or name.startswith(WHITEOUT_PREFIX):
         raise LayerError(f"invalid layer tar: bad whiteout {base!r}")
     target = parent / name
-    _remove(target)
+    remove_any(target)
     os.mknod(target, stat.S_IFCHR | 0o000, os.makedev(0, 0))
-
-
-def _remove(path: Path) -> None:
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        return
-    if stat.S_ISDIR(st.st_mode):
-        shutil.rmtree(path)
-    else:
-        os.unlink(path)
 
 
 def _make(tar: tarfile.TarFile, member: tarfile.TarInfo, path: Path, root: Path) -> None:
     if member.isdir():
         if not path.is_dir() or path.is_symlink():
-            _remove(path)
+            remove_any(path)
             os.mkdir(path, 0o755)
     else:
-        _remove(path)
+        remove_any(path)
         if member.isreg():
             _write_file(tar, member, path)
         elif member.issym():

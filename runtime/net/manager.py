@@ -4,41 +4,42 @@ The container service calls :meth:`NetworkManager.setup` before a container
 starts (the runtime then joins the returned netns) and :meth:`teardown` after it
 exits; the ``/networks`` routes call the CRUD and connect/disconnect methods.
 See the package docstrings of plumbing.py (netlink), firewall.py (nftables),
-dns.py (embedded DNS) and store.py (what is persisted) for the pieces.
+dns.py (embedded DNS) and store.py (what is persisted) for the pieces. This class
+holds the state and the lock; the logic over that state lives beside it: hostside.py
+(bridges, table, ip_forward), endpoints.py (joining networks), etcfiles.py (/etc files),
+resolver.py (what the DNS answers) and settings.py (inspect's NetworkSettings).
 """
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 import logging
 import os
 import threading
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from runtime.api.errors import Conflict, CoveError, Forbidden, InvalidArgument, NotFound
 from runtime.engine.events import EventBus
-from runtime.layout import CONTAINER_HOSTNAME, CONTAINER_HOSTS, CONTAINER_RESOLV, EngineLayout
-from runtime.net import _sys, files, forwarding
-from runtime.net.backends import make_firewall
+from runtime.layout import EngineLayout
+from runtime.net import endpoints, etcfiles, files, resolver
+from runtime.net.backends import FirewallBackend, make_firewall
 from runtime.net.dns import DnsServer
-from runtime.net.firewall import BridgeRules, PortRule
-from runtime.net.ipam import mac_for, pick_subnet
+from runtime.net.firewall import PortRule
+from runtime.net.hostside import HostSide
 from runtime.net.model import (
-    OPT_BRIDGE_NAME,
     PREDEFINED,
     Net,
-    empty_settings,
-    endpoint_settings,
+    bridge_network_record,
+    default_bridge_record,
     make_pool,
     network_record,
     parse_create,
 )
-from runtime.net.plumbing import Plumbing, Sandbox, veth_name
+from runtime.net.plumbing import Plumbing, Sandbox
 from runtime.net.ports import Binding, PortAllocator, ports_settings, wanted_ports
+from runtime.net.settings import container_settings, containers_of, network_mode, planned_state
 from runtime.net.store import ContainerState, Endpoint, NetworkStore, new_id
 from runtime.spec import Mount
 
@@ -46,7 +47,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_POOLS = [(ipaddress.IPv4Network("172.16.0.0/12"), 16),
                  (ipaddress.IPv4Network("192.168.0.0/16"), 20)]
-_BIND = ("rbind", "rprivate")
 
 
 def table_for(bridge_name: str) -> str:
@@ -93,11 +93,8 @@ class NetworkManager:
         self.store = NetworkStore(layout.network)
         # One table per engine instance: a test engine (own bridge) never touches the real one.
         # nftables, or iptables where it is missing (backends.py; COVE_FIREWALL forces one).
-        self.fw = make_firewall(nft_table or table_for(bridge_name), firewall)
-        self._plumbing: Plumbing | None = None
+        self.host = HostSide(layout, make_firewall(nft_table or table_for(bridge_name), firewall))
         self._dns: DnsServer | None = None
-        self._fw_ready = False
-        self._bridges_ready: set[str] = set()
         self.ports = PortAllocator()
         self.nets: dict[str, Net] = {}
         self.states: dict[str, ContainerState] = {}
@@ -119,17 +116,8 @@ class NetworkManager:
         bridge = by_name.get("bridge")
         if bridge is None or bridge.bridge != self.bridge_name or (
                 (bridge.record["IPAM"]["Config"] or [{}])[0].get("Subnet") != subnet):
-            rec = network_record(
-                net_id=bridge.id if bridge else new_id(), name="bridge", driver="bridge",
-                subnet=subnet, gateway=gateway, bridge=self.bridge_name,
-                options={
-                    "com.docker.network.bridge.default_bridge": "true",
-                    "com.docker.network.bridge.enable_icc": "true",
-                    "com.docker.network.bridge.enable_ip_masquerade": "true",
-                    "com.docker.network.bridge.host_binding_ipv4": "0.0.0.0",
-                    OPT_BRIDGE_NAME: self.bridge_name,
-                    "com.docker.network.driver.mtu": "1500",
-                })
+            rec = default_bridge_record(bridge.id if bridge else new_id(), subnet=subnet,
+                                        gateway=gateway, bridge=self.bridge_name)
             self._save_net(Net(rec, make_pool(rec)))
         for name, driver in (("host", "host"), ("none", "null")):
             if name not in by_name:
@@ -157,12 +145,18 @@ class NetworkManager:
 
     @property
     def plumbing(self) -> Plumbing:
-        if self._plumbing is None:
-            self._plumbing = Plumbing()
-        return self._plumbing
+        return self.host.plumbing
+
+    @property
+    def fw(self) -> FirewallBackend:
+        return self.host.fw
 
     def _default(self) -> Net:
         return self.find("bridge")
+
+    def _network_for(self, key: str) -> Net:
+        """An EndpointsConfig key: a network reference, or "default" for the bridge."""
+        return self._default() if key == "default" else self.find(key)
 
     # ------------------------------------------------------------------ lookup
     def find(self, ref: str) -> Net:
@@ -182,58 +176,14 @@ class NetworkManager:
         raise NotFound(f"network {ref} not found")
 
     # ------------------------------------------------------------------ kernel state
-    def _ensure_firewall(self) -> None:
-        if self._fw_ready:
-            return
-        rules = [self._rules(n) for n in self.nets.values() if n.bridge in self._bridges_ready]
-        self.fw.rebuild(rules, self._all_port_rules())
-        self._fw_ready = True
-
-    def _rules(self, net: Net) -> BridgeRules:
-        assert net.pool is not None
-        return BridgeRules(net.bridge, net.pool.subnet, net.internal, net.nat)
-
     def _all_port_rules(self) -> list[PortRule]:
         out = []
         for st in self.states.values():
-            out.extend(self._port_rules(st))
+            out.extend(endpoints.port_rules(st))
         return out
 
-    def _port_rules(self, st: ContainerState) -> list[PortRule]:
-        ep = st.endpoints.get(st.order[0]) if st.order else None
-        if ep is None:
-            return []
-        return [PortRule(b.proto, b.host_ip, b.host_port, ep.ip, b.ctr_port)
-                for b in map(Binding.from_json, st.ports)]
-
     def _ensure_bridge(self, net: Net) -> None:
-        if net.bridge in self._bridges_ready:
-            return
-        assert net.pool is not None
-        gw = ipaddress.IPv4Interface(f"{net.pool.gateway}/{net.pool.subnet.prefixlen}")
-        self.plumbing.ensure_bridge(net.bridge, gw, net.mtu)
-        self._bridges_ready.add(net.bridge)
-        if self._fw_ready:
-            self.fw.add_bridge(self._rules(net))
-        else:
-            self._ensure_firewall()
-        if net.nat:
-            self._enable_forwarding()
-
-    def _enable_forwarding(self) -> None:
-        """ip_forward on while our NAT'ed bridges are up (host-wide refcount: forwarding.py)."""
-        forwarding.hold(str(self.layout.exec_root))
-
-    def _restore_forwarding(self) -> None:
-        forwarding.release(str(self.layout.exec_root))
-
-    def _netns_dir(self) -> Path:
-        d = self.layout.netns
-        d.mkdir(parents=True, exist_ok=True)
-        if not getattr(self, "_netns_shared", False):
-            _sys.make_shared_dir(str(d))
-            self._netns_shared = True
-        return d
+        self.host.ensure_bridge(net, self.nets.values(), self._all_port_rules)
 
     @property
     def dns(self) -> DnsServer:
@@ -256,10 +206,8 @@ class NetworkManager:
             for st in list(self.states.values()):
                 if st.running and st.container_id not in live:
                     self._teardown(st)
-            self._clean_netns_dir(live)
-            self._clean_veths()
-            self._fw_ready = False
-            self._ensure_firewall()
+            self.host.clean_leftovers(self.nets.values(), self.states, live)
+            self.host.rebuild_firewall(self.nets.values(), self._all_port_rules)
             for st in self.states.values():
                 if st.running and st.netns and self._on_user_network(st):
                     try:
@@ -268,28 +216,12 @@ class NetworkManager:
                     except OSError as e:
                         log.warning("dns for %s: %s", st.container_id[:12], e)
 
-    def _clean_netns_dir(self, live: set[str]) -> None:
-        d = self.layout.netns
-        if not d.is_dir():
-            return
-        for entry in d.iterdir():
-            st = self.states.get(entry.name)
-            if entry.name not in live or st is None or not st.running:
-                self.plumbing.remove_sandbox(str(entry))
-
-    def _clean_veths(self) -> None:
-        bridges = {n.bridge for n in self.nets.values() if n.bridge}
-        keep = {ep.veth for st in self.states.values() for ep in st.endpoints.values()}
-        for veth in self.plumbing.stale_veths(bridges, keep):
-            self.plumbing.detach(veth)
-
     def shutdown(self) -> None:
         """Engine stopping: containers keep their networking (kernel state stays); DNS
         stops answering until the next engine start re-opens it. With no container
         running, bridges and rules go too (restore() rebuilds them): nothing is left."""
         with self._lock:
-            if not any(st.running for st in self.states.values()) and (
-                    self._bridges_ready or self._fw_ready):
+            if not any(st.running for st in self.states.values()) and self.host.active:
                 try:
                     self.purge()
                 except (OSError, CoveError) as e:
@@ -298,9 +230,7 @@ class NetworkManager:
             if self._dns is not None:
                 self._dns.close()
                 self._dns = None
-            if self._plumbing is not None:
-                self._plumbing.close()
-                self._plumbing = None
+            self.host.close()
 
     def purge(self) -> None:
         """Remove every trace from the host (tests, uninstall): endpoints, bridges, rules."""
@@ -310,17 +240,7 @@ class NetworkManager:
             if self._dns is not None:
                 self._dns.close()
                 self._dns = None
-            for net in self.nets.values():
-                if net.bridge:
-                    self.plumbing.delete_bridge(net.bridge)
-            self._bridges_ready.clear()
-            self.fw.destroy()
-            self._fw_ready = False
-            self._restore_forwarding()
-            d = str(self.layout.netns)
-            if getattr(self, "_netns_shared", False) and _sys.is_mountpoint(d):
-                _sys.umount(d)
-                self._netns_shared = False
+            self.host.destroy(self.nets.values())
             self.shutdown()
 
     # ------------------------------------------------------------------ containers
@@ -335,47 +255,19 @@ class NetworkManager:
             if st.running:
                 self._teardown(st)
             st.name, st.hostname = name.lstrip("/"), hostname
-            mode = self._mode(host_config)
+            mode = network_mode(host_config)
             if mode == "host" or mode == "none" or mode.startswith("container:"):
                 return self._setup_special(st, mode, domainname, host_config, resolve_container)
-            self._want(st, mode, networking_config)
+            endpoints.want_networks(st, mode, networking_config, self._network_for, self.nets)
             try:
                 return self._setup_bridge(st, domainname, config, host_config)
             except BaseException:
                 self._teardown(st)
                 raise
 
-    @staticmethod
-    def _mode(host_config: dict[str, Any]) -> str:
-        mode = str(host_config.get("NetworkMode") or "default")
-        return "bridge" if mode == "default" else mode
-
-    def _want(self, st: ContainerState, mode: str, networking_config: dict[str, Any]) -> None:
-        """Record the wanted networks: the mode's first, then EndpointsConfig's others."""
-        primary = self.find(mode)
-        if primary.driver != "bridge":
-            raise InvalidArgument(f"container cannot be connected to network {primary.name} "
-                                  "together with other networks")
-        cfgs = (networking_config or {}).get("EndpointsConfig") or {}
-        wanted: dict[str, dict[str, Any]] = {}
-        order = [primary.id]
-        for key, cfg in cfgs.items():
-            net = self._default() if key == "default" else self.find(key)
-            if net.driver != "bridge":
-                raise InvalidArgument(f"container cannot be connected to network {net.name}")
-            wanted[net.id] = dict(cfg or {})
-            if net.id not in order:
-                order.append(net.id)
-        for net_id, cfg in st.wanted.items():  # connected while stopped
-            if net_id in self.nets and net_id not in wanted:
-                wanted[net_id] = cfg
-                order.append(net_id)
-        wanted.setdefault(primary.id, {})
-        st.mode, st.wanted, st.order = primary.id, wanted, order
-
     def _setup_bridge(self, st: ContainerState, domainname: str, config: dict[str, Any],
                       host_config: dict[str, Any]) -> ContainerNetwork:
-        path = str(self._netns_dir() / st.container_id)
+        path = str(self.host.netns_dir() / st.container_id)
         st.running, st.netns = True, path
         with self.plumbing.create_sandbox(path) as sb:
             gateway_set = False
@@ -400,32 +292,13 @@ class NetworkManager:
                 first: bool) -> Endpoint:
         assert net.pool is not None
         self._ensure_bridge(net)
-        ipam = cfg.get("IPAMConfig") or {}
-        wanted_ip = str(ipam.get("IPv4Address") or "")
-        if not net.user_defined and (wanted_ip or cfg.get("Aliases")):
-            what = "IP address" if wanted_ip else "network-scoped alias"
-            raise InvalidArgument(f"user specified {what} is supported on user defined "
-                                  "networks only")
-        ip = net.pool.allocate(wanted_ip)
-        mac = str(cfg.get("MacAddress") or (config.get("MacAddress") if first else "") or "")
-        ep = Endpoint(
-            network_id=net.id, endpoint_id=new_id(), ip=str(ip),
-            prefixlen=net.pool.subnet.prefixlen, gateway=str(net.pool.gateway),
-            mac=mac or mac_for(ip), ifname=ifname, veth=veth_name(st.container_id, net.id),
-            aliases=self._aliases(st, net, cfg), ipam_config=cfg.get("IPAMConfig") or None)
+        ep = endpoints.new_endpoint(st, net, ifname, cfg, config, first=first)
         st.endpoints[net.id] = ep  # before plumbing: a failure's teardown then frees the IP
         self.plumbing.attach(
             sb, veth=ep.veth, ifname=ifname, bridge=net.bridge, mac=ep.mac,
-            address=ipaddress.IPv4Interface(f"{ip}/{ep.prefixlen}"),
+            address=endpoints.interface_address(ep),
             gateway=net.pool.gateway if route else None, mtu=net.mtu)
         return ep
-
-    @staticmethod
-    def _aliases(st: ContainerState, net: Net, cfg: dict[str, Any]) -> list[str]:
-        aliases = [str(a) for a in (cfg.get("Aliases") or [])]
-        if net.user_defined and st.container_id[:12] not in aliases:
-            aliases.append(st.container_id[:12])  # API < 1.45 lists the short id too
-        return aliases
 
     def _publish(self, st: ContainerState, config: dict[str, Any],
                  host_config: dict[str, Any]) -> None:
@@ -440,7 +313,7 @@ class NetworkManager:
         st.ports = [b.to_json() for b in bindings]
         st.ports_settings = ports_settings(config, host_config, bindings)
         if bindings:
-            self.fw.publish(self._port_rules(st))
+            self.fw.publish(endpoints.port_rules(st))
 
     def _on_user_network(self, st: ContainerState) -> bool:
         return any(self.nets[n].user_defined for n in st.endpoints if n in self.nets)
@@ -459,7 +332,7 @@ class NetworkManager:
             other_ns = self.layout.netns / other_id
             ns = str(other_ns) if other_ns.exists() else f"/proc/{pid}/ns/net"
             src = self.layout.container_dir(other_id)
-            mounts = self._file_mounts(src)
+            mounts = etcfiles.file_mounts(src)
             self.store.save_container(st)
             return ContainerNetwork(ns, False, mounts, self._settings(st))
         net = self.find(mode)
@@ -469,70 +342,17 @@ class NetworkManager:
         return ContainerNetwork(None, mode == "none", mounts, self._settings(st))
 
     # ------------------------------------------------------------------ files
-    def _file_mounts(self, d: Path) -> tuple[Mount, ...]:
-        return tuple(
-            Mount(destination=dest, type="bind", source=str(d / fname), options=_BIND)
-            for dest, fname in (("/etc/hosts", CONTAINER_HOSTS),
-                                ("/etc/resolv.conf", CONTAINER_RESOLV),
-                                ("/etc/hostname", CONTAINER_HOSTNAME)))
-
     def _write_files(self, st: ContainerState, domainname: str,
                      host_config: dict[str, Any]) -> tuple[Mount, ...]:
-        d = self.layout.container_dir(st.container_id)
-        d.mkdir(parents=True, exist_ok=True)
-        host = files.read_host_resolv(self._host_resolv_path)
         is_host = self.nets.get(st.mode) is not None and self.nets[st.mode].driver == "host"
         primary = st.endpoints.get(st.order[0]) if st.order else None
-        gateway = primary.gateway if primary else str(self.bridge_cidr.ip)
-        extra = files.parse_extra_hosts(list(host_config.get("ExtraHosts") or []), gateway)
-        extra += self._link_hosts(st, host_config)
-        ips = [ep.ip for ep in st.endpoints.values()]
-        files.write_file(d / CONTAINER_HOSTS, files.hosts_file(
-            hostname=st.hostname, domainname=domainname, ips=ips, extra=extra,
-            host_copy=is_host))
-        dns = list(host_config.get("Dns") or [])
-        search = list(host_config.get("DnsSearch") or [])
-        opts = list(host_config.get("DnsOptions") or [])
-        if is_host and not (dns or search or opts):
-            try:
-                text = Path(self._host_resolv_path).read_text()
-            except OSError:
-                text = ""
-        else:
-            text = files.resolv_conf(host, dns=dns, search=search, options=opts,
-                                     embedded=self._on_user_network(st))
-        files.write_file(d / CONTAINER_RESOLV, text)
-        files.write_file(d / CONTAINER_HOSTNAME, f"{st.hostname}\n")
-        return self._file_mounts(d)
-
-    def _link_hosts(self, st: ContainerState, host_config: dict[str, Any]
-                    ) -> list[tuple[str, str]]:
-        """/etc/hosts lines of legacy links on the default bridge, as moby writes them:
-        ``<ip>\t<alias> <hostname> <name>`` (the name only when it differs from the alias).
-        On user networks links are DNS aliases instead (see _resolve_name)."""
-        default = self._default()
-        if st.mode != default.id:
-            return []
-        out = []
-        for spec in host_config.get("Links") or []:
-            ref, _, alias = str(spec).partition(":")
-            ref = ref.strip("/")
-            alias = (alias or ref).strip("/").rsplit("/", 1)[-1]
-            child = self._state_named(ref)
-            ep = child.endpoints.get(default.id) if child else None
-            if child is None or ep is None:
-                continue
-            names = [alias, child.hostname or child.container_id[:12]]
-            if alias != child.name:
-                names.append(child.name)
-            out.append((ep.ip, " ".join(names)))
-        return out
-
-    def _state_named(self, ref: str) -> ContainerState | None:
-        for other in self.states.values():
-            if other.name == ref or (len(ref) >= 12 and other.container_id.startswith(ref)):
-                return other
-        return None
+        return etcfiles.write_files(
+            self.layout.container_dir(st.container_id), st, domainname=domainname,
+            host_config=host_config, host_resolv_path=self._host_resolv_path,
+            host_mode=is_host,
+            gateway=primary.gateway if primary else str(self.bridge_cidr.ip),
+            links=etcfiles.link_hosts(st, self.states.values(), self._default(), host_config),
+            embedded_dns=self._on_user_network(st))
 
     # ------------------------------------------------------------------ teardown
     def teardown(self, container_id: str) -> None:
@@ -547,9 +367,7 @@ class NetworkManager:
     def _teardown(self, st: ContainerState) -> None:
         if self._dns is not None:
             self._dns.unlisten(st.container_id)
-        rules = self._port_rules(st)
-        if rules and self._fw_ready:
-            self.fw.unpublish(rules)
+        self.host.unpublish(endpoints.port_rules(st))
         self._account(st, take=False)
         was_running = st.running
         for ep in st.endpoints.values():
@@ -590,109 +408,25 @@ class NetworkManager:
 
     def _planned(self, container_id: str, host_config: dict[str, Any],
                  networking_config: dict[str, Any]) -> ContainerState:
-        st = ContainerState(container_id)
-        mode = self._mode(host_config)
-        if mode.startswith("container:"):
-            st.mode = mode
-            return st
-        try:
-            net = self.find(mode)
-        except NotFound:
-            return st
-        st.mode, st.order, st.wanted = net.id, [net.id], {net.id: {}}
-        for key, cfg in ((networking_config or {}).get("EndpointsConfig") or {}).items():
-            try:
-                other = self._default() if key == "default" else self.find(key)
-            except NotFound:
-                continue
-            st.wanted[other.id] = dict(cfg or {})
-            if other.id not in st.order:
-                st.order.append(other.id)
-        return st
+        return planned_state(container_id, host_config, networking_config, self._network_for)
 
     def _settings(self, st: ContainerState) -> dict[str, Any]:
-        out = empty_settings()
-        if st.mode.startswith("container:"):
-            return out
-        for net_id in st.order or list(st.wanted):
-            net = self.nets.get(net_id)
-            if net is None:
-                continue
-            ep = st.endpoints.get(net_id)
-            dns_names = None
-            if ep is not None and net.user_defined:
-                dns_names = [st.name, *[a for a in ep.aliases if a != st.name]]
-            out["Networks"][net.name] = endpoint_settings(net, ep, st.wanted.get(net_id, {}),
-                                                          dns_names)
-        if st.running:
-            out["SandboxID"] = hashlib.sha256(st.container_id.encode()).hexdigest()
-            out["SandboxKey"] = st.netns
-            out["Ports"] = st.ports_settings
-            default = self._default()
-            ep = st.endpoints.get(default.id)
-            if ep is not None:
-                out.update(EndpointID=ep.endpoint_id, Gateway=ep.gateway, IPAddress=ep.ip,
-                           IPPrefixLen=ep.prefixlen, MacAddress=ep.mac)
-        return out
+        return container_settings(st, self.nets, self._default())
 
     # ------------------------------------------------------------------ DNS callbacks
     def _resolve_name(self, container_id: str, qname: str) -> list[ipaddress.IPv4Address] | None:
         with self._lock:
-            st = self.states.get(container_id)
-            if st is None:
-                return None
-            nets = [self.nets[n] for n in st.endpoints
-                    if n in self.nets and self.nets[n].user_defined]
-            # libnetwork tries the asker's own link aliases first (``--link name:alias`` is
-            # an alias local to the linking endpoint), then the names everyone can see.
-            found: list[ipaddress.IPv4Address] = []
-            for net in nets:
-                target = _link_target(st.wanted.get(net.id) or {}, qname, net.name.lower())
-                found += self._lookup_on(net, target) if target else []
-            if not found:
-                for net in nets:
-                    found += self._lookup_on(net, qname)
-            return found or None
-
-    def _lookup_on(self, net: Net, qname: str) -> list[ipaddress.IPv4Address]:
-        """Addresses on *net* of the containers called *qname* (name, alias, short id)."""
-        found = []
-        for other in self.states.values():
-            ep = other.endpoints.get(net.id)
-            if ep is None:
-                continue
-            names = {other.name.lower(), other.container_id[:12],
-                     f"{other.name.lower()}.{net.name.lower()}"}
-            names.update(a.lower() for a in ep.aliases)
-            if qname in names:
-                found.append(ipaddress.IPv4Address(ep.ip))
-        return found
+            return resolver.resolve_name(self.states, self.nets, container_id, qname)
 
     def _resolve_ip(self, container_id: str, ip: ipaddress.IPv4Address) -> str | None:
-        """PTR: ``name.network`` of the container holding *ip* on one of the asker's
-        user networks (Docker's answer), else None (forwarded)."""
-        wanted = str(ip)
         with self._lock:
-            st = self.states.get(container_id)
-            if st is None:
-                return None
-            for net_id in st.endpoints:
-                net = self.nets.get(net_id)
-                if net is None or not net.user_defined:
-                    continue
-                for other in self.states.values():
-                    ep = other.endpoints.get(net_id)
-                    if ep is not None and ep.ip == wanted:
-                        return f"{other.name}.{net.name}"
-            return None
+            return resolver.resolve_ip(self.states, self.nets, container_id, ip)
 
     def _upstreams(self, container_id: str) -> list[tuple[str, int]]:
-        """Where unknown names go; none for a container only on --internal networks
-        (Docker does not proxy DNS out of those: the asker gets SERVFAIL)."""
+        """Where names the engine does not know go (none from --internal networks)."""
         with self._lock:
             st = self.states.get(container_id)
-            nets = [self.nets[n] for n in (st.endpoints if st else {}) if n in self.nets]
-            if nets and all(n.internal for n in nets):
+            if resolver.only_internal(st, self.nets):
                 return []
             dns = list(st.dns) if st else []
         if self._dns_upstreams is not None:
@@ -708,29 +442,14 @@ class NetworkManager:
             if any(n.name == req.name for n in self.nets.values()):
                 raise Conflict(f"network with name {req.name} already exists")
             used = [n.pool.subnet for n in self.nets.values() if n.pool]
-            if req.subnet is not None:
-                if any(req.subnet.overlaps(u) for u in used):
-                    raise Forbidden("Pool overlaps with other one on this address space")
-                subnet = req.subnet
-            else:
-                routes = [r.dst for r in self.plumbing.nl.routes() if r.dst.prefixlen > 0]
-                subnet = pick_subnet(self.pools, used + routes)
-            gateway = req.gateway or subnet.network_address + 1
-            net_id = new_id()
-            bridge = req.options.get(OPT_BRIDGE_NAME) or f"br-{net_id[:12]}"
-            if len(bridge) > 15:
-                raise InvalidArgument(f"bridge name {bridge} is longer than 15 characters")
-            rec = network_record(
-                net_id=net_id, name=req.name, driver="bridge", subnet=str(subnet),
-                gateway=str(gateway), ip_range=str(req.ip_range) if req.ip_range else "",
-                internal=req.internal, attachable=req.attachable, options=req.options,
-                labels=req.labels, bridge=bridge, ipam_options=req.ipam_options,
-                aux_addresses=req.aux_addresses)
+            if req.subnet is None:  # a picked subnet also avoids the host's routes
+                used += [r.dst for r in self.plumbing.nl.routes() if r.dst.prefixlen > 0]
+            rec = bridge_network_record(req, new_id(), used, self.pools)
             net = Net(rec, make_pool(rec))
             self._ensure_bridge(net)
             self._save_net(net)
             self._event("create", net)
-            return net_id, ""
+            return net.id, ""
 
     def list_networks(self) -> list[dict[str, Any]]:
         with self._lock:
@@ -740,28 +459,11 @@ class NetworkManager:
         with self._lock:
             net = self.find(ref)
             out = net.public()
-            out["Containers"] = self._containers_of(net)
+            out["Containers"] = containers_of(net, self.states)
             return out
 
-    def _containers_of(self, net: Net) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for st in self.states.values():
-            ep = st.endpoints.get(net.id)
-            # Without an endpoint only host/none (no interfaces) list their running users.
-            if ep is None and not (st.running and st.mode == net.id
-                                   and net.driver in ("host", "null")):
-                continue
-            out[st.container_id] = {
-                "Name": st.name,
-                "EndpointID": ep.endpoint_id if ep else "",
-                "MacAddress": ep.mac if ep else "",
-                "IPv4Address": f"{ep.ip}/{ep.prefixlen}" if ep else "",
-                "IPv6Address": "",
-            }
-        return out
-
     def in_use(self, net: Net) -> bool:
-        return bool(self._containers_of(net))
+        return bool(containers_of(net, self.states))
 
     def remove_network(self, ref: str) -> None:
         with self._lock:
@@ -771,10 +473,7 @@ class NetworkManager:
             if self.in_use(net):
                 raise Forbidden(f"error while removing network: network {net.name} id {net.id} "
                                 "has active endpoints")
-            if net.bridge in self._bridges_ready and self._fw_ready:
-                self.fw.remove_bridge(self._rules(net))
-            self._bridges_ready.discard(net.bridge)
-            self.plumbing.delete_bridge(net.bridge)
+            self.host.remove_bridge(net)
             self.store.delete_network(net.id)
             del self.nets[net.id]
             self._event("destroy", net)
@@ -799,16 +498,7 @@ class NetworkManager:
             st = self.states.get(container_id) or ContainerState(container_id, name=name)
             if name:
                 st.name = name.lstrip("/")
-            if net.driver != "bridge":
-                raise Forbidden(f"container cannot be disconnected from host network or "
-                                f"connected to {net.name} network")
-            if st.mode.startswith("container:") or (
-                    st.mode in self.nets and self.nets[st.mode].driver != "bridge"):
-                raise Forbidden("container sharing network namespace with another container or "
-                                "host cannot be connected to any other network")
-            if net.id in st.endpoints or (net.id in st.wanted and not running):
-                raise Forbidden(f"endpoint with name {st.name} already exists in network "
-                                f"{net.name}")
+            endpoints.check_connectable(st, net, self.nets, running=running)
             st.wanted[net.id] = dict(endpoint_config or {})
             if net.id not in st.order:
                 st.order.append(net.id)
@@ -858,24 +548,4 @@ class NetworkManager:
             self.store.save_container(st)
 
     def _rewrite_hosts(self, st: ContainerState) -> None:
-        """Keep /etc/hosts of a running container in line with its addresses (in place)."""
-        path = self.layout.container_dir(st.container_id) / CONTAINER_HOSTS
-        if not path.exists():
-            return
-        lines = [ln for ln in path.read_text().splitlines(keepends=True)
-                 if not ln.rstrip().endswith(f"\t{st.hostname}") and
-                 f"\t{st.hostname}." not in ln]
-        lines += [f"{ep.ip}\t{st.hostname}\n" for ep in st.endpoints.values()]
-        files.write_file(path, "".join(lines))
-
-
-def _link_target(endpoint_config: dict[str, Any], qname: str, net_name: str) -> str | None:
-    """The container name that *qname* stands for through one of the endpoint's legacy
-    links (``EndpointSettings.Links``: ``name:alias``, or ``alias.network``), else None."""
-    for spec in endpoint_config.get("Links") or []:
-        name, _, alias = str(spec).partition(":")
-        name = name.strip("/").lower()
-        alias = (alias or name).strip("/").rsplit("/", 1)[-1].lower()
-        if qname in (alias, f"{alias}.{net_name}"):
-            return name
-    return None
+        etcfiles.rewrite_hosts(self.layout.container_dir(st.container_id), st)

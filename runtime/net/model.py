@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from runtime.api.errors import Forbidden, InvalidArgument, NotFound
-from runtime.net.ipam import Pool
+from runtime.net.ipam import Pool, pick_subnet
 from runtime.net.store import Endpoint
 
 PREDEFINED = ("bridge", "host", "none")
@@ -115,6 +115,22 @@ def network_record(*, net_id: str, name: str, driver: str, subnet: str = "", gat
     return rec
 
 
+def default_bridge_record(net_id: str, *, subnet: str, gateway: str,
+                          bridge: str) -> dict[str, Any]:
+    """The predefined "bridge" network, with the options docker's default bridge shows."""
+    return network_record(
+        net_id=net_id, name="bridge", driver="bridge",
+        subnet=subnet, gateway=gateway, bridge=bridge,
+        options={
+            "com.docker.network.bridge.default_bridge": "true",
+            "com.docker.network.bridge.enable_icc": "true",
+            "com.docker.network.bridge.enable_ip_masquerade": "true",
+            "com.docker.network.bridge.host_binding_ipv4": "0.0.0.0",
+            OPT_BRIDGE_NAME: bridge,
+            "com.docker.network.driver.mtu": "1500",
+        })
+
+
 @dataclass(frozen=True, slots=True)
 class CreateRequest:
     name: str
@@ -214,3 +230,26 @@ def empty_settings() -> dict[str, Any]:
         "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "", "MacAddress": "",
         "Networks": {},
     }
+
+
+def bridge_network_record(req: CreateRequest, net_id: str,
+                          used: list[ipaddress.IPv4Network],
+                          pools: list[tuple[ipaddress.IPv4Network, int]]) -> dict[str, Any]:
+    """The record of a user bridge network: the requested subnet if it overlaps none in
+    *used*, else the first free one from *pools*; its bridge named after the id."""
+    if req.subnet is not None:
+        if any(req.subnet.overlaps(u) for u in used):
+            raise Forbidden("Pool overlaps with other one on this address space")
+        subnet = req.subnet
+    else:
+        subnet = pick_subnet(pools, used)
+    gateway = req.gateway or subnet.network_address + 1
+    bridge = req.options.get(OPT_BRIDGE_NAME) or f"br-{net_id[:12]}"
+    if len(bridge) > 15:
+        raise InvalidArgument(f"bridge name {bridge} is longer than 15 characters")
+    return network_record(
+        net_id=net_id, name=req.name, driver="bridge", subnet=str(subnet),
+        gateway=str(gateway), ip_range=str(req.ip_range) if req.ip_range else "",
+        internal=req.internal, attachable=req.attachable, options=req.options,
+        labels=req.labels, bridge=bridge, ipam_options=req.ipam_options,
+        aux_addresses=req.aux_addresses)

@@ -15,12 +15,12 @@ from typing import Any
 
 import pytest
 
-from runtime.build.builder import HUB_AUTH_KEY, resolve_auth
+from runtime.build.options import HUB_AUTH_KEY, resolve_auth
 from runtime.engine.routes_build import registry_config
 from runtime.images.registry.auth import Credentials
 from tests.images.credhelper import install
 from tests.images.layers import file, tar_bytes
-from tests.images.registry import Registry, docker_archive, start_registry
+from tests.images.registry import Registry, docker_archive, start_auth_registry
 
 pytestmark = [pytest.mark.root, pytest.mark.timeout(120)]
 
@@ -159,12 +159,7 @@ def test_registry_config_header_and_auth_resolution() -> None:
 @pytest.fixture(scope="module")
 def private_registry() -> Iterator[Registry]:
     with tempfile.TemporaryDirectory(prefix="cove-buildreg-") as tmp:
-        htpasswd = Path(tmp) / "htpasswd"
-        subprocess.run(["htpasswd", "-Bbc", str(htpasswd), "alice", PASSWORD], check=True,
-                       capture_output=True)
-        reg = start_registry(Path(tmp) / "registry",
-                             f"auth:\n  htpasswd:\n    realm: test\n    path: {htpasswd}\n")
-        reg.user, reg.password = "alice", PASSWORD
+        reg = start_auth_registry(Path(tmp), "alice", PASSWORD, Path(tmp) / "registry")
         try:
             layer = tar_bytes([file("etc/private-base", b"secret base\n")])
             docker_archive(Path(tmp) / "base.tar", [layer], Cmd=["sh"])

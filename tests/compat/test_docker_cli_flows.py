@@ -10,13 +10,12 @@ import json
 import subprocess
 import tarfile
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from tests.compat.clients import client_env, docker_cli, run
-from tests.harness import EngineProcess
+from tests.harness import EngineProcess, wait_http
 
 CLI28 = docker_cli("/usr/local/bin/docker") or docker_cli("docker")
 CLI20 = docker_cli("/usr/bin/docker")
@@ -92,7 +91,7 @@ def test_ports_volumes_networks(engine: EngineProcess, tmp_path: Path) -> None:
         d(engine, "run", "-d", "--name", "web", "--network", "flows-net", "-p", "127.0.0.1::80",
           "-v", f"{tmp_path}:/www:ro", "busybox", "httpd", "-f", "-p", "80", "-h", "/www")
         port = d(engine, "port", "web", "80/tcp").splitlines()[0].rsplit(":", 1)[1]
-        body = _get(f"http://127.0.0.1:{port}/index.html")
+        body = wait_http(f"http://127.0.0.1:{port}/index.html", attempt_timeout=5)
         assert body == b"served\n"
         peer = d(engine, "run", "--rm", "--network", "flows-net", "busybox", "wget", "-qO-",
                  "http://web/index.html")
@@ -123,19 +122,6 @@ def test_legacy_links_on_a_user_network_and_the_default_bridge(engine: EnginePro
     finally:
         d(engine, "rm", "-f", "lk-target", "lk-bridged", check=False)
         d(engine, "network", "rm", "links-net", check=False)
-
-
-def _get(url: str) -> bytes:
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=5) as r:
-                data: bytes = r.read()
-                return data
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
 
 
 def test_cp_diff_export_commit_rename_update_wait(engine: EngineProcess, tmp_path: Path) -> None:

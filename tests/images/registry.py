@@ -87,6 +87,19 @@ def start_registry(tmp: Path, auth: str = "", tls: tuple[Path, Path] | None = No
     return Registry(host, proc, root)
 
 
+def start_auth_registry(tmp: Path, user: str, password: str,
+                        root: Path | None = None) -> Registry:
+    """A registry that wants *user* / *password* (an htpasswd file in *tmp*); the registry
+    keeps its data in *root*, *tmp* by default."""
+    htpasswd = tmp / "htpasswd"
+    subprocess.run(["htpasswd", "-Bbc", str(htpasswd), user, password], check=True,
+                   capture_output=True)
+    reg = start_registry(root or tmp,
+                         f"auth:\n  htpasswd:\n    realm: test\n    path: {htpasswd}\n")
+    reg.user, reg.password = user, password
+    return reg
+
+
 def docker_archive(path: Path, layers: Sequence[bytes], tag: str = "x:latest",
                    **section: object) -> str:
     """A docker-archive with uncompressed *layers*; returns the image ID."""

@@ -21,7 +21,7 @@ import pytest
 
 from tests.images.credhelper import install
 from tests.images.layers import file, tar_bytes
-from tests.images.registry import Registry, docker_archive, start_registry
+from tests.images.registry import Registry, docker_archive, start_auth_registry
 
 pytestmark = pytest.mark.registry
 
@@ -34,12 +34,7 @@ LAYER = tar_bytes([file("etc/helper-test", b"h"), file("bin/sh", b"#!", 0o755)])
 @pytest.fixture(scope="module")
 def registry() -> Iterator[Registry]:
     with tempfile.TemporaryDirectory(prefix="cove-credreg-") as tmp:
-        htpasswd = Path(tmp) / "htpasswd"
-        subprocess.run(["htpasswd", "-Bbc", str(htpasswd), "alice", PASSWORD], check=True,
-                       capture_output=True)
-        reg = start_registry(Path(tmp) / "registry",
-                             f"auth:\n  htpasswd:\n    realm: test\n    path: {htpasswd}\n")
-        reg.user, reg.password = "alice", PASSWORD
+        reg = start_auth_registry(Path(tmp), "alice", PASSWORD, Path(tmp) / "registry")
         try:
             docker_archive(Path(tmp) / "one.tar", [LAYER], Cmd=["sh"])
             reg.push_archive(Path(tmp) / "one.tar", "private/one:1")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ from runtime.images.registry.pull import pull_messages
 from runtime.images.registry.push import push_messages
 from runtime.images.store import ImageStore
 from tests.images.layers import dir_, file, hardlink, symlink, tar_bytes
-from tests.images.registry import Registry, docker_archive, start_registry
+from tests.images.registry import Registry, docker_archive, start_auth_registry, start_registry
 
 pytestmark = pytest.mark.registry
 
@@ -41,11 +40,7 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
 @pytest.fixture(scope="module")
 def auth_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
     tmp = tmp_path_factory.mktemp("authreg")
-    htpasswd = tmp / "htpasswd"
-    subprocess.run(["htpasswd", "-Bbc", str(htpasswd), "alice", "s3cret"], check=True,
-                   capture_output=True)
-    reg = start_registry(tmp, f"auth:\n  htpasswd:\n    realm: test\n    path: {htpasswd}\n")
-    reg.user, reg.password = "alice", "s3cret"
+    reg = start_auth_registry(tmp, "alice", "s3cret")
     archive = tmp / "one.tar"
     docker_archive(archive, [BASE])
     reg.push_archive(archive, "private/one:1")

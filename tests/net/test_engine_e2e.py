@@ -19,20 +19,13 @@ from typing import Any
 
 import pytest
 
+from tests.net.helpers import cli, http_get
+
 pytestmark = [pytest.mark.root,
               pytest.mark.skipif(shutil.which("docker") is None, reason="no docker CLI")]
 
 HERE = Path(__file__).resolve().parent
 HTTPD = "mkdir -p /www && echo hi-from-$(hostname) > /www/index.html && exec httpd -f -p 80 -h /www"
-
-
-def cli(engine: Any, *args: str, check: bool = True,
-        timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(["docker", "-H", engine.url, *args], capture_output=True, text=True,
-                          timeout=timeout, check=False)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"docker {' '.join(args)}: {proc.returncode}\n{proc.stderr}")
-    return proc
 
 
 def sh(engine: Any, *run_args: str, script: str) -> subprocess.CompletedProcess[str]:
@@ -101,24 +94,6 @@ def host_listener(address: str) -> Iterator[int]:
     finally:
         srv.shutdown()
         srv.server_close()
-
-
-def wait_tcp(port: int, timeout: float = 10) -> bytes:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
-                s.sendall(b"GET / HTTP/1.0\r\n\r\n")
-                data = b""
-                while chunk := s.recv(4096):
-                    data += chunk
-                if data:
-                    return data
-        except OSError:
-            pass
-        if time.monotonic() > deadline:
-            raise AssertionError(f"127.0.0.1:{port} did not answer")
-        time.sleep(0.1)
 
 
 def test_names_aliases_connect_disconnect_and_dns_updates(engine: Any) -> None:
@@ -225,7 +200,7 @@ def test_published_ports_tcp_udp_ranges_and_formatting(engine: Any, udpecho: str
         cli(engine, "run", "-d", "--name", "e2p-range", "-p",
             f"{base + 2}-{base + 3}:7000-7001", "-p",
             f"{base + 4}-{base + 5}:{base + 4}-{base + 5}", "busybox", "sleep", "120")
-        assert b"hi-from" in wait_tcp(base)
+        assert b"hi-from" in http_get(base, timeout=10)
         assert udp_roundtrip(base + 1) == b"echo:datagram"
         ps = cli(engine, "ps", "--format", "{{.Names}}\t{{.Ports}}").stdout
         rows = dict(line.split("\t", 1) for line in ps.splitlines())
@@ -238,7 +213,7 @@ def test_published_ports_tcp_udp_ranges_and_formatting(engine: Any, udpecho: str
             f"0.0.0.0:{base + 2}->7000/tcp, 0.0.0.0:{base + 3}->7001/tcp")
         all_port = cli(engine, "port", "e2p-all", "80/tcp").stdout.strip()
         assert all_port.startswith("0.0.0.0:")
-        assert b"hi-from" in wait_tcp(int(all_port.rsplit(":", 1)[1]))
+        assert b"hi-from" in http_get(int(all_port.rsplit(":", 1)[1]), timeout=10)
         listing = cli(engine, "port", "e2p-web").stdout.splitlines()
         assert f"80/tcp -> 127.0.0.1:{base}" in listing
         assert "9/udp -> 0.0.0.0:" in cli(engine, "port", "e2p-all").stdout

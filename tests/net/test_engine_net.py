@@ -4,28 +4,15 @@ from __future__ import annotations
 
 import io
 import tarfile
-import time
-import urllib.request
 from typing import Any
 
 import pytest
 
+from tests.harness import wait_http
+
 pytestmark = pytest.mark.root
 
 HTTPD = "mkdir -p /www && echo hi-from-$(hostname) > /www/index.html && exec httpd -f -p 80 -h /www"
-
-
-def _wait_http(url: str, timeout: float = 10) -> bytes:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as r:
-                data: bytes = r.read()
-                return data
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
 
 
 def test_containers_reach_each_other_by_name_on_a_user_network(docker: Any) -> None:
@@ -53,7 +40,7 @@ def test_host_reaches_a_published_port_on_127_0_0_1(docker: Any) -> None:
         web.reload()
         port = web.attrs["NetworkSettings"]["Ports"]["80/tcp"][0]["HostPort"]
         assert port and int(port) > 0
-        assert _wait_http(f"http://127.0.0.1:{port}/").startswith(b"hi-from-pub")
+        assert wait_http(f"http://127.0.0.1:{port}/").startswith(b"hi-from-pub")
     finally:
         web.remove(force=True)
 

@@ -13,7 +13,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,19 +22,13 @@ import pytest
 from runtime.net.iptables import chain_prefix
 from runtime.net.manager import table_for
 from runtime.net.plumbing import veth_name
+from tests.harness import descendants
+from tests.net.helpers import cli, http_get
 
 pytestmark = [pytest.mark.root,
               pytest.mark.skipif(shutil.which("docker") is None, reason="no docker CLI")]
 
 HTTPD = "mkdir -p /www && echo hi > /www/index.html && exec httpd -f -p 80 -h /www"
-
-
-def cli(eng: Any, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(["docker", "-H", eng.url, *args], capture_output=True, text=True,
-                          timeout=60, check=False)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"docker {' '.join(args)}: {proc.returncode}\n{proc.stderr}")
-    return proc
 
 
 @pytest.fixture
@@ -58,41 +51,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("0.0.0.0", 0))
         return int(s.getsockname()[1])
-
-
-def get(port: int, timeout: float = 30) -> bytes:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
-                s.sendall(b"GET / HTTP/1.0\r\n\r\n")
-                data = b""
-                while chunk := s.recv(4096):
-                    data += chunk
-                if data:
-                    return data
-        except OSError:
-            pass
-        if time.monotonic() > deadline:
-            raise AssertionError(f"127.0.0.1:{port} did not answer")
-        time.sleep(0.1)
-
-
-def descendants(pid: int) -> list[int]:
-    """*pid* and every process below it (by PPid), read from /proc."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError):
-                for line in (entry / "status").read_text().splitlines():
-                    if line.startswith("PPid:"):
-                        children.setdefault(int(line.split()[1]), []).append(int(entry.name))
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        todo.extend(children.get(p, []))
-    return out
 
 
 def test_volume_survives_container_removal_and_engine_restart(private_engine: Any) -> None:
@@ -137,7 +95,7 @@ def test_sigkill_leaves_nothing_and_ports_can_be_published_again(
         cli(eng, "run", "-d", "--name", "web", "-p", f"{port}:80", "busybox", "sh", "-c", HTTPD)
         cli(eng, "run", "-d", "--name", "web2", "--network", "crashnet", "--ip", "10.213.241.9",
             "-p", f"127.0.0.1:{port2}:80", "busybox", "sh", "-c", HTTPD)
-        assert b"hi" in get(port) and b"hi" in get(port2)
+        assert b"hi" in http_get(port, timeout=30) and b"hi" in http_get(port2, timeout=30)
         assert _kernel_traces(eng, backend, port)
         ids = cli(eng, "ps", "-q", "--no-trunc").stdout.split()
         bridge_id = cli(eng, "network", "inspect", "-f", "{{.Id}}", "bridge").stdout.strip()
@@ -170,7 +128,7 @@ def test_sigkill_leaves_nothing_and_ports_can_be_published_again(
         cli(eng, "run", "-d", "--name", "web3", "-p", f"{port}:80", "busybox", "sh", "-c", HTTPD)
         cli(eng, "run", "-d", "--name", "web4", "--network", "crashnet", "--ip", "10.213.241.9",
             "-p", f"127.0.0.1:{port2}:80", "busybox", "sh", "-c", HTTPD)
-        assert b"hi" in get(port) and b"hi" in get(port2)
+        assert b"hi" in http_get(port, timeout=30) and b"hi" in http_get(port2, timeout=30)
         out = cli(eng, "run", "--rm", "--network", "crashnet", "busybox", "nslookup",
                   "web4").stdout
         assert "10.213.241.9" in out  # the embedded DNS is back too
