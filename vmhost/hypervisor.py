@@ -67,7 +67,7 @@ class VMSpec:
     ssh_port: int
     shares: tuple[Share, ...] = ()
     accel: Accel = Accel.AUTO
-    tb_size_mib: int = 256  # TCG translation cache cap: QEMU's RSS is mostly this under TCG
+    tb_size_mib: int = 64  # TCG translation cache cap: QEMU's RSS is mostly this under TCG
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

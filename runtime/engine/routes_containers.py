@@ -21,12 +21,17 @@ if TYPE_CHECKING:
 def register(router: Router, engine: Engine) -> None:
     svc = engine.containers
 
-    def image_config(c: Container) -> dict[str, Any]:
+    def image_config(c: Container, seen: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+        """The image's config section; *seen* caches it across one list request."""
+        if seen is not None and c.image_id in seen:
+            return seen[c.image_id]
         try:
             cfg: dict[str, Any] = engine.images.get(c.image_id).config.get("config") or {}
-            return cfg
         except CoveError:
-            return {}
+            cfg = {}
+        if seen is not None:
+            seen[c.image_id] = cfg
+        return cfg
 
     @router.route("POST", "/containers/create")
     def create(req: Request) -> Response:
@@ -47,7 +52,8 @@ def register(router: Router, engine: Engine) -> None:
             limit = 1
         if limit > 0:
             items = items[:limit]
-        out = [with_health(summary(c, image_config(c)), c) for c in items]
+        configs: dict[str, dict[str, Any]] = {}
+        out = [with_health(summary(c, image_config(c, configs)), c) for c in items]
         if req.bool_arg("size"):
             for entry in out:
                 entry["SizeRw"] = 0

@@ -103,6 +103,7 @@ class ImageStore:
         layout.images.mkdir(parents=True, exist_ok=True)
         self._index = Index.load(layout.images / "index.json")
         self.lock = threading.RLock()
+        self._config_cache: dict[str, tuple[bytes, int]] = {}
         self._leases: collections.Counter[str] = collections.Counter()
         self.in_use: Callable[[str], list[str]] = lambda image_id: []
         # Set by the engine: whether a container is running (rmi's hard conflict).
@@ -167,13 +168,29 @@ class ImageStore:
 
     def _image(self, image_id: str) -> Image:
         record = self._index.images[image_id]
-        config = json.loads(self.content.read(image_id))
+        raw, size = self._config_and_size(image_id)
+        config = json.loads(raw)  # a fresh dict per call: callers may change theirs
         refs = self._index.refs_of(image_id)
         tags = tuple(reference.parse(r).familiar() for r in refs if "@" not in r)
         digests = tuple(reference.parse(r).familiar() for r in refs if "@" in r)
-        size = sum(self.snapshots.layer(c).size for c in dg.chain_ids(
-            config.get("rootfs", {}).get("diff_ids") or []) if self.snapshots.has_layer(c))
         return Image(image_id, config, tags, digests, size, record)
+
+    def _config_and_size(self, image_id: str) -> tuple[bytes, int]:
+        """The config blob and layer size, cached: both are fixed by the image's digest.
+
+        Container lists look every container's image up, and reading the blob and
+        stat-ing each layer per lookup dominated them.
+        """
+        cached = self._config_cache.get(image_id)
+        if cached is not None:
+            return cached
+        raw = self.content.read(image_id)
+        chains = dg.chain_ids(json.loads(raw).get("rootfs", {}).get("diff_ids") or [])
+        present = [c for c in chains if self.snapshots.has_layer(c)]
+        size = sum(self.snapshots.layer(c).size for c in present)
+        if len(present) == len(chains):  # only a complete image's size is final
+            self._config_cache[image_id] = (raw, size)
+        return raw, size
 
     def record(self, image_id: str) -> ImageRecord:
         with self.lock:
