@@ -46,8 +46,31 @@ def _spawn(daemon: str) -> None:
     )
 
 
+def _kvm_device_like_udev(path: Path = Path("/dev/kvm")) -> None:
+    """Give /dev/kvm the group and mode udev gives it (root:kvm 0660) where no udev ran.
+
+    libvirt checks that its qemu user can open /dev/kvm before trusting its cached
+    QEMU capabilities; with the bare root-only node it re-probes QEMU on every domain
+    define (50-80 s here). Only the no-service-manager path gets here.
+    """
+    import grp
+    import stat
+
+    try:
+        st = path.stat()
+        kvm_gid = grp.getgrnam("kvm").gr_gid
+    except (OSError, KeyError):
+        return
+    if st.st_gid == 0 and stat.S_IMODE(st.st_mode) == 0o600:
+        log.info("setting %s to root:kvm 0660, as udev would", path)
+        os.chown(path, -1, kvm_gid)
+        os.chmod(path, 0o660)
+
+
 def ensure_system_daemons(timeout: float = 60.0) -> None:
     """Make sure virtlogd and libvirtd answer on their sockets; idempotent."""
+    if not _answers(SYSTEM_SOCKET):
+        _kvm_device_like_udev()
     if not _answers(VIRTLOGD_SOCKET):
         _spawn("virtlogd")
     if not _answers(SYSTEM_SOCKET):
