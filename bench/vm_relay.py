@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import socket
 import statistics
 import subprocess
@@ -23,7 +24,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-DOCKER = "/usr/local/bin/docker"
+DOCKER = shutil.which("docker") or "/usr/bin/docker"
 NAME = "relaybench"
 
 

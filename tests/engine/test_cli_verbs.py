@@ -23,7 +23,7 @@ from tests.harness import ROOT, EngineProcess
 
 pytestmark = pytest.mark.root
 COVE = str(ROOT / ".venv" / "bin" / "cove")
-DOCKER = "/usr/local/bin/docker"
+DOCKER = shutil.which("docker") or "/usr/bin/docker"
 
 
 def cove(engine: EngineProcess, *args: str, stdin: bytes | None = None,

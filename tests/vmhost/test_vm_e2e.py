@@ -24,7 +24,7 @@ from vmhost import control, instance, layout
 
 pytestmark = [pytest.mark.vm, pytest.mark.timeout(1200)]
 ROOT = Path(__file__).resolve().parents[2]
-DOCKER = "/usr/local/bin/docker"
+DOCKER = shutil.which("docker") or "/usr/bin/docker"
 NAME = "e2e"
 
 
