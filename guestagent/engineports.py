@@ -6,28 +6,20 @@ Cove's engine publishes ports with kernel DNAT, which holds no listening socket,
 
 from __future__ import annotations
 
-import http.client
 import json
-import socket
+from typing import Any
 
 from guestagent.protocol import Port
+from runtime.api.client import Client
+from runtime.api.errors import CoveError
+from runtime.api.transport import UnixSocketTransport
 
 
-class _UnixConnection(http.client.HTTPConnection):
-    def __init__(self, path: str, timeout: float) -> None:
-        super().__init__("engine", timeout=timeout)
-        self._path = path
-
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        sock.connect(self._path)
-        self.sock = sock
-
-
-def parse_containers(body: bytes) -> set[Port]:
+def parse_containers(listing: bytes | list[Any]) -> set[Port]:
+    """TCP host ports in a ``/containers/json`` answer (raw body or decoded)."""
+    containers = json.loads(listing) if isinstance(listing, bytes) else listing
     found: set[Port] = set()
-    for container in json.loads(body) or []:
+    for container in containers or []:
         for p in container.get("Ports") or []:
             public = p.get("PublicPort")
             if public and p.get("Type", "tcp") == "tcp":
@@ -37,13 +29,8 @@ def parse_containers(body: bytes) -> set[Port]:
 
 def published_ports(engine_socket: str, timeout: float = 3.0) -> set[Port]:
     """Host ports of running containers; empty when the engine does not answer."""
-    conn = _UnixConnection(engine_socket, timeout)
+    client = Client(UnixSocketTransport(engine_socket, timeout))
     try:
-        conn.request("GET", "/containers/json")
-        resp = conn.getresponse()
-        body = resp.read()
-        return parse_containers(body) if resp.status == 200 else set()
-    except (OSError, ValueError, http.client.HTTPException):
+        return parse_containers(client.call("GET", "/containers/json"))
+    except (OSError, ValueError, CoveError):
         return set()
-    finally:
-        conn.close()

@@ -58,3 +58,15 @@ def remove_any(path: Path) -> None:
         shutil.rmtree(path)
     else:
         os.unlink(path)
+
+
+def apparent_size(path: Path) -> int:
+    """Apparent size of the files under *path* (what ``docker system df`` reports)."""
+    total = 0
+    for dirpath, _dirs, names in os.walk(path):
+        for name in names:
+            try:
+                total += os.lstat(os.path.join(dirpath, name)).st_size
+            except OSError:
+                pass  # removed while we walked
+    return total

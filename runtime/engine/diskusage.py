@@ -2,28 +2,16 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from runtime.api.errors import CoveError
 from runtime.engine.views import summary as container_summary
+from runtime.fsutil import apparent_size
 from runtime.images import views as image_views
 
 if TYPE_CHECKING:
     from runtime.engine.engine import Engine
-
-
-def du(path: Path) -> int:
-    """Apparent size of the files under *path* (what ``docker system df`` reports)."""
-    total = 0
-    for dirpath, _dirs, names in os.walk(path):
-        for name in names:
-            try:
-                total += os.lstat(os.path.join(dirpath, name)).st_size
-            except OSError:
-                pass
-    return total
 
 
 KINDS = ("container", "image", "volume", "build-cache")
@@ -62,7 +50,7 @@ def _container(engine: Engine, c: Any) -> dict[str, Any]:
         image_config, image_size = {}, 0
     entry = container_summary(c, image_config)
     try:
-        size_rw = du(engine.images.rootfs_upper(c.id))
+        size_rw = apparent_size(engine.images.rootfs_upper(c.id))
     except CoveError:
         size_rw = 0
     entry["SizeRw"] = size_rw
@@ -73,5 +61,5 @@ def _container(engine: Engine, c: Any) -> dict[str, Any]:
 def _volume(engine: Engine, v: dict[str, Any]) -> dict[str, Any]:
     name = str(v["Name"])
     mountpoint = Path(str(v.get("Mountpoint") or ""))
-    size = du(mountpoint) if mountpoint.is_dir() else -1
+    size = apparent_size(mountpoint) if mountpoint.is_dir() else -1
     return {**v, "UsageData": {"Size": size, "RefCount": len(engine.volumes.users(name))}}

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import logging
-import os
 import platform
 import socket
-import threading
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +15,7 @@ from runtime.engine.events import EventBus
 from runtime.engine.health import HealthMonitor
 from runtime.engine.records import Container
 from runtime.engine.router import Router
+from runtime.fsutil import write_atomic
 from runtime.layout import EngineLayout
 from runtime.spec import IdMapping
 
@@ -126,13 +125,6 @@ def _engine_id(data_root: Path) -> str:
         return path.read_text().strip()
     except FileNotFoundError:
         value = str(uuid.uuid4())
-        path.write_text(value + "\n")
+        write_atomic(path, (value + "\n").encode())
         return value
 
-
-def thread_count() -> int:
-    return threading.active_count()
-
-
-def host_name() -> str:
-    return os.uname().nodename

@@ -7,12 +7,12 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from runtime.api.errors import CoveError, InvalidArgument, NotFound
-from runtime.engine.diskusage import du
 from runtime.engine.http import Request, Response, json_response, no_content
 from runtime.engine.records import Container
 from runtime.engine.router import Router
 from runtime.engine.state import Status
 from runtime.engine.views import inspect, summary
+from runtime.fsutil import apparent_size
 
 if TYPE_CHECKING:
     from runtime.engine.engine import Engine
@@ -157,7 +157,7 @@ def register(router: Router, engine: Engine) -> None:
                 c, filters
             ):
                 try:
-                    size = du(engine.images.rootfs_upper(c.id))
+                    size = apparent_size(engine.images.rootfs_upper(c.id))
                     svc.remove(c.id, force=False, volumes=False)
                     deleted.append(c.id)
                     reclaimed += size

@@ -20,7 +20,7 @@ from typing import Any
 
 from runtime.api.errors import Conflict, InvalidArgument, NotFound
 from runtime.engine.events import EventBus
-from runtime.fsutil import read_json, write_json_atomic
+from runtime.fsutil import apparent_size, read_json, write_json_atomic
 from runtime.layout import EngineLayout
 from runtime.net import _sys
 from runtime.net.model import rfc3339_now
@@ -163,7 +163,7 @@ class VolumeManager:
                     continue
                 if not everything and ANON_LABEL not in (v.get("Labels") or {}):
                     continue
-                space += _du(Path(v["Mountpoint"]))
+                space += apparent_size(Path(v["Mountpoint"]))
                 self._destroy(name)
                 deleted.append(name)
         return deleted, space
@@ -350,14 +350,4 @@ def _is_empty(path: Path) -> bool:
     except OSError:
         return False
 
-
-def _du(path: Path) -> int:
-    total = 0
-    for dirpath, _dirs, fnames in os.walk(path):
-        for f in fnames:
-            try:
-                total += os.lstat(os.path.join(dirpath, f)).st_size
-            except OSError:
-                pass
-    return total
 

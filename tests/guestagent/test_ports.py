@@ -1,6 +1,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from guestagent.ports import diff, listening_ports, parse_proc_net_tcp
 from guestagent.protocol import Port
@@ -50,3 +53,16 @@ def test_published_ports_from_engine_listing() -> None:
         {"Id":"b","Ports":null}]"""
     assert parse_containers(body) == {Port(proto="tcp", port=8080)}
     assert published_ports("/nonexistent/engine.sock", timeout=0.5) == set()
+
+
+@pytest.mark.root
+def test_published_ports_from_a_real_engine(docker: Any, engine: Any) -> None:
+    from guestagent.engineports import published_ports
+
+    c = docker.containers.run("busybox", ["sleep", "60"], detach=True, ports={"80/tcp": None})
+    try:
+        c.reload()
+        host_port = int(c.attrs["NetworkSettings"]["Ports"]["80/tcp"][0]["HostPort"])
+        assert Port(proto="tcp", port=host_port) in published_ports(engine.socket)
+    finally:
+        c.remove(force=True)
