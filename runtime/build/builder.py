@@ -34,6 +34,7 @@ from runtime.build.layers import layer_dirs, metadata_image, upper_image
 from runtime.build.options import PROXY_ARGS, Options, builtin_args, resolve_auth
 from runtime.build.shell import expand, expand_words
 from runtime.build.sources import CopyStep, plan_copy
+from runtime.engine import userns
 from runtime.images.store import Image
 
 if TYPE_CHECKING:
@@ -495,7 +496,8 @@ class Builder:
             upper = self.store.rootfs_upper(c.id)
             runstep.clean_upper(upper, LayerTree(layer_dirs(self.store, parent)), script)
             image = upper_image(self.store, state.image, section, created_by, upper,
-                                state.maintainer)
+                                state.maintainer,
+                                userns.container_shift(c.host_config, containers.userns))
         except GeneratorExit:
             runstep.remove(containers, c.id)  # the client went away: cancel, leave nothing
             raise

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from runtime.images.build import empty_config
 from runtime.images.difftar import write_tree
+from runtime.images.idshift import IdShift
 from runtime.images.store import Image, ImageStore, now_rfc3339
 
 Section = dict[str, Any]
@@ -52,12 +53,13 @@ def layer_image(store: ImageStore, parent: Image | None, section: Section, creat
 
 
 def upper_image(store: ImageStore, parent: Image | None, section: Section, created_by: str,
-                upper: Path, author: str = "") -> Image:
-    """RUN's result: the container's writable layer, or no layer when it changed nothing."""
+                upper: Path, author: str = "", shift: IdShift | None = None) -> Image:
+    """RUN's result: the container's writable layer, or no layer when it changed nothing.
+    *shift*: the RUN container was remapped; the layer records its ids, not the host's."""
     if not any(upper.iterdir()):
         return metadata_image(store, parent, section, created_by, author)
-    return layer_image(store, parent, section, created_by, lambda out: write_tree(upper, out),
-                       author)
+    return layer_image(store, parent, section, created_by,
+                       lambda out: write_tree(upper, out, shift=shift), author)
 
 
 def layer_dirs(store: ImageStore, image: Image | None) -> list[Path]:

@@ -15,12 +15,21 @@ one JSON line first (``{"stat": {...}}`` or ``{"error": msg, "status": code}``),
 then, for ``get``, the tar stream; for ``put``, one more JSON line at the end.
 Names are never looked up (numeric owners only): NSS inside the container's
 root could load the container's shared libraries into a root process.
+
+Under ``--userns-remap`` (a spec with ``ids``) the worker, like moby's
+IdentityMapping, shows owners as the container sees them and stores what it
+unpacks with the host ids the container sees as the tar's: the view it works in
+holds host ids throughout (a running container's layers and volumes are
+idmapped mounts in its namespace; for a stopped one the worker idmaps them the
+same way), so one translation through the container's maps fits every file.
 """
 
 from __future__ import annotations
 
 import base64
+import ctypes
 import errno
+import importlib
 import json
 import os
 import shutil
@@ -30,7 +39,11 @@ import tarfile
 import tempfile
 import time
 from collections.abc import Iterator
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any, NoReturn
+
+if TYPE_CHECKING:
+    from runtime.images.idshift import IdShift
+    from runtime.linux.rootfs import Idmap
 
 # Go os.FileMode type bits (docker cp reads these, not st_mode).
 GO_DIR = 1 << 31
@@ -102,9 +115,12 @@ def encode_stat(st: dict[str, Any]) -> str:
 
 
 # ---------------------------------------------------------------------- tar out
-def _tarinfo(path: str, arcname: str, st: os.stat_result) -> tarfile.TarInfo | None:
+def _tarinfo(path: str, arcname: str, st: os.stat_result,
+             shift: IdShift | None = None) -> tarfile.TarInfo | None:
     ti = tarfile.TarInfo(arcname)
     ti.mode, ti.uid, ti.gid = st.st_mode & 0o7777, st.st_uid, st.st_gid
+    if shift is not None:
+        ti.uid, ti.gid = shift.to_container(st.st_uid, st.st_gid)
     ti.mtime, ti.uname, ti.gname = st.st_mtime, "", ""
     m = st.st_mode
     if stat.S_ISREG(m):
@@ -123,8 +139,9 @@ def _tarinfo(path: str, arcname: str, st: os.stat_result) -> tarfile.TarInfo | N
     return ti
 
 
-def write_tar(path: str, out: IO[bytes]) -> None:
-    """Tar *path* as its base name (a trailing ``/.`` means "its contents")."""
+def write_tar(path: str, out: IO[bytes], shift: IdShift | None = None) -> None:
+    """Tar *path* as its base name (a trailing ``/.`` means "its contents"), with
+    owners translated to the container's ids through *shift*."""
     base = "." if path.endswith("/.") else os.path.basename(path.rstrip("/")) or "."
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
         for fs_path, arcname in _walk(path.rstrip("/") if base != "." else path, base):
@@ -132,7 +149,7 @@ def write_tar(path: str, out: IO[bytes]) -> None:
                 st = os.lstat(fs_path)
             except OSError:
                 continue
-            ti = _tarinfo(fs_path, arcname, st)
+            ti = _tarinfo(fs_path, arcname, st, shift)
             if ti is None:
                 continue
             if ti.type == tarfile.REGTYPE:
@@ -159,7 +176,10 @@ def _walk(path: str, arcname: str) -> Iterator[tuple[str, str]]:
 
 # ---------------------------------------------------------------------- tar in
 def extract(dest: str, src: IO[bytes], *, no_overwrite_dir_non_dir: bool,
-            copy_uid_gid: bool) -> None:
+            copy_uid_gid: bool, shift: IdShift | None = None) -> None:
+    """Unpack *src* into *dest*; owners are the tar's (*copy_uid_gid*) or root, as
+    container ids, stored as the host ids *shift* maps them to."""
+    root = shift.root if shift is not None else (0, 0)
     with tarfile.open(fileobj=src, mode="r|*") as tar:
         for member in tar:
             parts = [p for p in member.name.split("/") if p not in ("", ".")]
@@ -168,10 +188,35 @@ def extract(dest: str, src: IO[bytes], *, no_overwrite_dir_non_dir: bool,
             member.name = "/".join(parts)
             target = os.path.join(dest, member.name)
             _make_room(target, member, no_overwrite_dir_non_dir)
-            if not copy_uid_gid:
-                member.uid = member.gid = 0
+            uid, gid = (member.uid, member.gid) if copy_uid_gid else (0, 0)
+            member.uid, member.gid = _host_ids(shift, uid, gid)
             member.uname = member.gname = ""
+            _make_parents(dest, parts[:-1], root)
             tar.extract(member, dest, numeric_owner=True)
+
+
+def _host_ids(shift: IdShift | None, uid: int, gid: int) -> tuple[int, int]:
+    if shift is None:
+        return uid, gid
+    from runtime.api.errors import InvalidArgument  # loaded with idshift (_load_remap)
+
+    try:
+        return shift.to_host(uid, gid)
+    except InvalidArgument as e:
+        raise WorkerError(400, str(e)) from None
+
+
+def _make_parents(dest: str, parents: list[str], owner: tuple[int, int]) -> None:
+    """Directories the tar implies but does not list, owned by the container's root (as
+    moby's MkdirAllAndChownNew): left to tarfile they would belong to the worker's
+    uid, i.e. to nobody inside a remapped container."""
+    path = dest
+    for name in parents:
+        path = os.path.join(path, name)
+        if os.path.lexists(path):
+            continue
+        os.mkdir(path, 0o755)
+        os.chown(path, *owner)
 
 
 def _make_room(target: str, member: tarfile.TarInfo, strict: bool) -> None:
@@ -195,7 +240,7 @@ def _make_room(target: str, member: tarfile.TarInfo, strict: bool) -> None:
 
 
 # ---------------------------------------------------------------------- namespaces
-def _enter(spec: dict[str, Any]) -> None:
+def _enter(spec: dict[str, Any], shift: IdShift | None) -> None:
     from runtime.net import _sys
 
     pid = int(spec.get("pid") or 0)
@@ -211,12 +256,84 @@ def _enter(spec: dict[str, Any]) -> None:
     # container's lifetime anyway), so the worker leaves no trace on the host.
     root = spec.get("target") or tempfile.mkdtemp(prefix="cove-cp-")
     os.makedirs(root, exist_ok=True)
-    for m in spec.get("rootfs") or []:
-        _sys.mount(m["source"], root, m["type"], 0, ",".join(m.get("options") or []) or None)
-    for m in sorted(spec.get("mounts") or [], key=lambda m: m["destination"].count("/")):
-        _bind_in(root, m)
+    idmap = _idmap(shift)
+    try:
+        for m in spec.get("rootfs") or []:
+            if idmap is None:
+                _sys.mount(m["source"], root, m["type"], 0,
+                           ",".join(m.get("options") or []) or None)
+            else:
+                _mount_idmapped_rootfs(root, m, idmap)
+        for m in sorted(spec.get("mounts") or [], key=lambda m: m["destination"].count("/")):
+            _bind_in(root, m, idmap, shift.root if shift is not None else (0, 0))
+    finally:
+        if idmap is not None:
+            os.close(idmap.userns_fd)  # the mounts hold the namespace now
     os.chroot(root)
     os.chdir("/")
+
+
+def _idmap(shift: IdShift | None) -> Idmap | None:
+    """A stopped remapped container's view is idmapped like its running one, so the
+    worker sees host ids everywhere (a running container's view, joined by setns,
+    already is): its layers and its volumes through a user namespace with its maps."""
+    if shift is None:
+        return None
+    from runtime.linux.rootfs import Idmap
+
+    return Idmap(_userns_fd(shift), shift.uid_mappings, shift.gid_mappings)
+
+
+def _userns_fd(shift: IdShift) -> int:
+    """An fd of a new user namespace with *shift*'s maps, to idmap mounts through.
+
+    A helper child unshares the namespace and waits; we write its maps, keep an fd
+    (which keeps the namespace alive) and let the child exit. Call it only from a
+    single-threaded process (the archive worker): it forks.
+    """
+    ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
+    hold_r, hold_w = os.pipe2(os.O_CLOEXEC)
+    pid = os.fork()
+    if pid == 0:
+        os.close(ready_r)
+        os.close(hold_w)
+        _userns_child(ready_w, hold_r)
+    os.close(ready_w)
+    os.close(hold_r)
+    try:
+        if os.read(ready_r, 1) != b"u":
+            raise OSError(errno.EPERM, "idmapped mounts: could not create a user namespace")
+        for name, maps in (("uid_map", shift.uid_mappings), ("gid_map", shift.gid_mappings)):
+            with open(f"/proc/{pid}/{name}", "w") as f:
+                f.write("".join(f"{m.container_id} {m.host_id} {m.size}\n" for m in maps))
+        return os.open(f"/proc/{pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
+    finally:
+        os.close(ready_r)
+        os.close(hold_w)  # EOF: the helper exits
+        os.waitpid(pid, 0)
+
+
+def _userns_child(ready_w: int, hold_r: int) -> NoReturn:
+    from runtime.linux.syscalls import NAMESPACE_FLAGS, SYSCALLS  # loaded by _load_remap
+
+    code = 0
+    try:
+        SYSCALLS.unshare(NAMESPACE_FLAGS["user"])
+        os.write(ready_w, b"u")
+        os.read(hold_r, 1)
+    except BaseException:  # a fork must never unwind into the caller's stack
+        code = 1
+    os._exit(code)
+
+
+def _mount_idmapped_rootfs(root: str, m: dict[str, Any], idmap: Idmap) -> None:
+    from runtime.linux.rootfs import mount_one
+    from runtime.linux.syscalls import SYSCALLS
+    from runtime.spec import Mount
+
+    options = (*(m.get("options") or ()), "idmap")
+    mount_one(SYSCALLS, Mount(destination="/", type=m["type"], source=m["source"],
+                              options=options), root, idmap)
 
 
 def resolve_in_root(root: str, path: str) -> str:
@@ -245,8 +362,10 @@ def resolve_in_root(root: str, path: str) -> str:
     return os.path.join(root, *rel)
 
 
-def _bind_in(root: str, m: dict[str, Any]) -> None:
-    """Mount a bind/volume at its destination inside the (not yet chrooted) rootfs."""
+def _bind_in(root: str, m: dict[str, Any], idmap: Idmap | None,
+             owner: tuple[int, int]) -> None:
+    """Mount a bind/volume at its destination inside the (not yet chrooted) rootfs;
+    those marked ``idmap`` (the engine's own data) through *idmap* when remapped."""
     from runtime.net import _sys
 
     if m.get("type") != "bind" or not os.path.exists(m["source"]):
@@ -254,43 +373,91 @@ def _bind_in(root: str, m: dict[str, Any]) -> None:
     dest = resolve_in_root(root, m["destination"])
     try:
         if os.path.isdir(m["source"]):
-            os.makedirs(dest, exist_ok=True)
+            _make_parents(root, os.path.relpath(dest, root).split("/"), owner)
         elif not os.path.exists(dest):
-            os.makedirs(os.path.dirname(dest), exist_ok=True)
+            _make_parents(root, os.path.relpath(os.path.dirname(dest), root).split("/"), owner)
             open(dest, "a").close()
+            os.chown(dest, *owner)
         opts = m.get("options") or []
-        flags = _sys.MS_BIND | (_sys.MS_REC if "rbind" in opts else 0)
-        _sys.mount(m["source"], dest, None, flags)
+        recursive = "rbind" in opts
+        if idmap is not None and "idmap" in opts:
+            from runtime.linux.rootfs import idmapped_bind
+            from runtime.linux.syscalls import SYSCALLS
+
+            idmapped_bind(SYSCALLS, m["source"], dest, idmap, recursive=recursive)
+        else:
+            _sys.mount(m["source"], dest, None, _sys.MS_BIND | (_sys.MS_REC if recursive else 0))
         if "ro" in opts:
             _sys.mount(None, dest, None, _sys.MS_BIND | _sys.MS_REMOUNT | _sys.MS_RDONLY)
     except OSError:
         pass  # a read-only rootfs without the mount point: the path just is not there
 
 
+def _act_as(owner: tuple[int, int]) -> None:
+    """Create files as *owner* (container root's host ids), keeping root's capabilities.
+
+    The kernel creates nothing on an idmapped mount (a remapped container's volumes)
+    for a caller whose fsuid the mount cannot map (EOVERFLOW), and host root is
+    unmapped there. The fsuid/fsgid switch drops the file-system capabilities from
+    the effective set; they are still permitted, so they are raised again (CAP_CHOWN
+    for the tar's owners, CAP_DAC_OVERRIDE and CAP_FOWNER for everything else)."""
+    from runtime.linux.syscalls import SYSCALLS  # loaded by _load_remap
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.setfsgid(owner[1])
+    libc.setfsuid(owner[0])
+    unchanged = 0xFFFFFFFF  # an invalid id: the call only reports the current one
+    if (libc.setfsuid(unchanged), libc.setfsgid(unchanged)) != owner:
+        raise OSError(errno.EPERM, f"could not act as {owner[0]}:{owner[1]}")
+    _, permitted, inheritable = SYSCALLS.capget()
+    SYSCALLS.capset(permitted, permitted, inheritable)
+
+
 # ---------------------------------------------------------------------- worker main
+# What the worker imports lazily under remapping (after it may have left the host's root).
+_REMAP_MODULES = ("runtime.api.errors", "runtime.linux.rootfs", "runtime.linux.syscalls",
+                  "runtime.spec")
+
+
 def _line(out: IO[bytes], obj: dict[str, Any]) -> None:
     out.write(json.dumps(obj).encode() + b"\n")
     out.flush()
 
 
+def _load_remap(ids: dict[str, Any] | None) -> IdShift | None:
+    """The container's maps, and the code remapping needs, imported now: after setns or
+    chroot the engine's files are out of reach. Not loaded without remapping, where
+    they would only slow every ``docker cp`` down."""
+    if not ids:
+        return None
+    for name in _REMAP_MODULES:
+        importlib.import_module(name)
+    from runtime.images.idshift import IdShift
+
+    return IdShift.from_json(ids)
+
+
 def main(argv: list[str]) -> int:
     out = sys.stdout.buffer
     spec = json.loads(argv[0])
+    shift = _load_remap(spec.get("ids"))
     try:
-        _enter(spec)
+        _enter(spec, shift)
         path = spec["path"] or "/"
         st = path_stat(path)
         if spec["op"] == "put":
             if not st["mode"] & GO_DIR:
                 raise WorkerError(400, "extraction point is not a directory")
             _line(out, {"stat": st})
+            if shift is not None:
+                _act_as(shift.root)
             extract(path, sys.stdin.buffer, no_overwrite_dir_non_dir=bool(spec.get("no_overwrite")),
-                    copy_uid_gid=bool(spec.get("copy_uid_gid")))
+                    copy_uid_gid=bool(spec.get("copy_uid_gid")), shift=shift)
             _line(out, {"ok": True})
             return 0
         _line(out, {"stat": st})
         if spec["op"] == "get":
-            write_tar(path, out)
+            write_tar(path, out, shift)
         return 0
     except WorkerError as e:
         _line(out, {"error": e.message, "status": e.status})

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import stat
 import tarfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -77,10 +77,16 @@ def _walk_changes(upper: Path, lowers: Sequence[Path], rel: str, skip: frozenset
     return found
 
 
-def write_export(root: Path, out: IO[bytes], prune: frozenset[str] = frozenset()) -> None:
+# (path relative to the root, uid, gid on disk) -> the owner to record.
+Owners = Callable[[str, int, int], tuple[int, int]]
+
+
+def write_export(root: Path, out: IO[bytes], prune: frozenset[str] = frozenset(),
+                 owners: Owners | None = None) -> None:
     """Tar *root*'s tree to *out*, staying on its filesystem (no /proc, /sys, volumes).
 
-    Directories in *prune* (other mounts: volumes, binds) are written empty.
+    Directories in *prune* (other mounts: volumes, binds) are written empty; *owners*
+    translates each entry's ids (a remapped container's host ids to its own).
     """
     device = os.stat(root).st_dev  # follows /proc/<pid>/root to the container's root
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
@@ -89,6 +95,8 @@ def write_export(root: Path, out: IO[bytes], prune: frozenset[str] = frozenset()
             if info is None:
                 continue  # sockets: Docker skips them too
             info.uname = info.gname = ""
+            if owners is not None:
+                info.uid, info.gid = owners(arc, info.uid, info.gid)
             if info.isreg():
                 with open(path, "rb") as f:
                     tar.addfile(info, f)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from runtime.api.errors import CoveError, Forbidden, Internal, InvalidArgument, NotFound
+from runtime.engine import userns
 from runtime.engine.archive import encode_stat
 from runtime.engine.http import Request, Response
 from runtime.engine.router import Router
@@ -86,21 +87,33 @@ def _path(req: Request) -> str:
 
 def _spec(engine: Engine, c: Any, op: str, path: str, **flags: bool) -> dict[str, Any]:
     spec: dict[str, Any] = {"op": op, "path": path, **flags}
+    shift = userns.container_shift(c.host_config, engine.containers.userns)
+    if shift is not None:
+        spec["ids"] = shift.to_json()
     if c.running and c.pid:
         spec["pid"] = c.pid
         return spec
     image = engine.images.get(c.image_id)
     spec["pid"] = 0
     spec["rootfs"] = [to_json(m) for m in engine.images.prepare_rootfs(c.id, image)]
-    mounts = [to_json(m) for m in c.spec_mounts]
+    # Under remapping the engine's own data (volumes, the network files) is idmapped in
+    # the running container; the worker mounts it so too. Binds of host paths are not.
+    infos = list(c.mounts_info)  # 1:1 with spec_mounts
+    mounts = [_idmapped(to_json(m)) if i < len(infos) and infos[i].get("Type") == "volume"
+              else to_json(m) for i, m in enumerate(c.spec_mounts)]
     for dest, fname in _NET_FILES:
         src = c.directory / fname
         if src.exists():
-            mounts.append({"destination": dest, "type": "bind", "source": str(src),
-                           "options": ["bind"]})
+            mounts.append(_idmapped({"destination": dest, "type": "bind", "source": str(src),
+                                     "options": ["bind"]}))
     spec["mounts"] = mounts
     spec["target"] = str(c.directory / CONTAINER_ROOTFS)
     return spec
+
+
+def _idmapped(mount: dict[str, Any]) -> dict[str, Any]:
+    """Marked for the worker, which idmaps it only when the container is remapped."""
+    return {**mount, "options": [*(mount.get("options") or []), "idmap"]}
 
 
 def _worker(engine: Engine, c: Any, op: str, path: str, *, stdin: bool,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,12 +11,13 @@ from typing import IO, TYPE_CHECKING, Any
 
 from runtime.api import reference
 from runtime.api.errors import CoveError, InvalidArgument
-from runtime.engine import rootfs
+from runtime.engine import rootfs, userns
 from runtime.engine.http import Request, Response, json_response
 from runtime.engine.records import Container
 from runtime.engine.router import Router
 from runtime.engine.specconv import merge_env
 from runtime.engine.state import Status
+from runtime.images.idshift import IdShift
 
 if TYPE_CHECKING:
     from runtime.engine.engine import Engine
@@ -66,6 +68,7 @@ def register(router: Router, engine: Engine) -> None:
                 c.id, parent, ref=ref, changes=req.query.get("changes", []),
                 comment=req.str_arg("comment"), author=req.str_arg("author"),
                 config_overrides=commit_config(c, parent.config.get("config") or {}, body or {}),
+                shift=userns.container_shift(c.host_config, engine.containers.userns),
             )
             # Still paused: moby logs the commit before its deferred unpause.
             engine.events.publish("container", "commit", c.id, name=c.name, image=c.image_ref,
@@ -113,13 +116,34 @@ def commit_config(c: Container, image_config: dict[str, Any], request: dict[str,
 def _export_into(engine: Engine, c: Container, out: IO[bytes]) -> None:
     # Other mounts (volumes, binds) are not part of the container's filesystem.
     prune = frozenset(str(m.get("Destination")) for m in c.mounts_info)
+    shift = userns.container_shift(c.host_config, engine.containers.userns)
     if c.running and c.pid:
-        rootfs.write_export(Path(f"/proc/{c.pid}/root"), out, prune)
+        # Its own namespace idmaps the layers: every owner there is a host id.
+        owners = None if shift is None else _all_shifted(shift)
+        rootfs.write_export(Path(f"/proc/{c.pid}/root"), out, prune, owners)
         return
     image = engine.images.get(c.image_id)
     engine.images.prepare_rootfs(c.id, image)
+    upper = engine.images.rootfs_upper(c.id)
+    owners = None if shift is None else _upper_shifted(shift, upper)
     with engine.images.rootfs_view(c.id) as root:
-        rootfs.write_export(root, out, prune)
+        rootfs.write_export(root, out, prune, owners)
+
+
+def _all_shifted(shift: IdShift) -> rootfs.Owners:
+    return lambda _rel, uid, gid: shift.to_container(uid, gid)
+
+
+def _upper_shifted(shift: IdShift, upper: Path) -> rootfs.Owners:
+    """A plain (not idmapped) view of a stopped container: what comes from its writable
+    layer is stored with host ids, what comes from the image with container ids; an
+    entry in the upper dir is what the merged view shows (overlayfs takes a merged
+    directory's owner from the upper one too)."""
+    def owners(rel: str, uid: int, gid: int) -> tuple[int, int]:
+        if not os.path.lexists(upper / rel):
+            return uid, gid
+        return shift.to_container(uid, gid)
+    return owners
 
 
 def _stream_file(f: IO[bytes]) -> Iterator[bytes]:

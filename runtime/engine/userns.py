@@ -5,6 +5,8 @@
 it has none; ``USER[:GROUP]`` (names or numeric ids) reads that user's ranges.
 The ranges become the containers' uid/gid maps, container id 0 first; the
 runtime idmaps image layers and engine-owned binds through them (rootfs.Idmap).
+Host-side views of a container's files translate owners through the same maps
+(:func:`container_shift`, runtime/images/idshift.py).
 """
 
 from __future__ import annotations
@@ -14,8 +16,10 @@ import pwd
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from runtime.api.errors import CoveError
+from runtime.images.idshift import IdShift
 from runtime.spec import IdMapping
 
 DEFAULT_USER = "cove-remap"
@@ -131,3 +135,14 @@ def _group_keys(group: str) -> set[str]:
         return {group, str(grp.getgrnam(group).gr_gid)}
     except KeyError:  # USER without :GROUP and no group of that name: subgid by name only
         return {group}
+
+
+def container_shift(host_config: dict[str, Any],
+                    remap: tuple[tuple[IdMapping, ...], tuple[IdMapping, ...]] | None
+                    ) -> IdShift | None:
+    """How a container's files translate to host ids: None when it shares the host's
+    (no --userns-remap, or ``--userns=host``), else the engine's maps."""
+    if remap is None or (host_config.get("UsernsMode") or "") == "host":
+        return None
+    return IdShift(*remap)
+

@@ -17,6 +17,7 @@ from runtime.images.records import LAYER_MEDIA, LayerBlob
 from runtime.images.snapshots import LayerInfo
 
 if TYPE_CHECKING:
+    from runtime.images.idshift import IdShift
     from runtime.images.store import Image, ImageStore
 
 # A new layer: a function writing its uncompressed tar, or a stream of the tar (maybe
@@ -141,7 +142,7 @@ def import_tar(store: ImageStore, stream: BinaryIO, ref: str | None, changes: li
 
 def commit(store: ImageStore, container_id: str, parent: Image, *, ref: str | None,
            changes: list[str], comment: str, author: str,
-           config_overrides: dict[str, Any] | None) -> Image:
+           config_overrides: dict[str, Any] | None, shift: IdShift | None = None) -> Image:
     from runtime.images.store import now_rfc3339
 
     refs = _ref(ref)
@@ -149,7 +150,7 @@ def commit(store: ImageStore, container_id: str, parent: Image, *, ref: str | No
     base.update(config_overrides or {})
     section = apply_changes(base, changes)
     with store.content.ingest() as ing:
-        write_tree(store.rootfs_upper(container_id), ing)
+        write_tree(store.rootfs_upper(container_id), ing, shift=shift)
         blob = ing.commit()
     chain = parent.chain_ids
     with store.lease(blob):

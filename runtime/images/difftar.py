@@ -13,6 +13,7 @@ import tarfile
 from pathlib import Path
 from typing import Protocol
 
+from runtime.images.idshift import IdShift
 from runtime.images.unpack import OPAQUE, OPAQUE_XATTR, WHITEOUT_PREFIX
 
 
@@ -20,15 +21,21 @@ class Writer(Protocol):
     def write(self, data: bytes, /) -> object: ...
 
 
-def write_tree(root: Path, out: Writer, *, overlay: bool = True) -> None:
-    """Tar *root*'s contents (not *root* itself) to *out*, uncompressed, PAX format."""
+def write_tree(root: Path, out: Writer, *, overlay: bool = True,
+               shift: IdShift | None = None) -> None:
+    """Tar *root*'s contents (not *root* itself) to *out*, uncompressed, PAX format.
+
+    *shift*: *root* is a remapped container's upper dir, whose files hold host ids;
+    the layer records the container's (moby's IdentityMapping on commit), so the
+    image means the same with and without remapping. Whiteouts need none: they
+    are written as fresh 0:0 entries."""
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:  # type: ignore[call-overload]
         links: dict[tuple[int, int], str] = {}
-        _walk(tar, root, "", links, overlay)
+        _walk(tar, root, "", links, overlay, shift)
 
 
 def _walk(tar: tarfile.TarFile, root: Path, rel: str, links: dict[tuple[int, int], str],
-          overlay: bool) -> None:
+          overlay: bool, shift: IdShift | None) -> None:
     directory = root / rel if rel else root
     for name in sorted(os.listdir(directory)):
         path = directory / name
@@ -40,6 +47,8 @@ def _walk(tar: tarfile.TarFile, root: Path, rel: str, links: dict[tuple[int, int
         if stat.S_ISSOCK(st.st_mode):
             continue  # sockets do not travel in layers (Docker skips them too)
         info = _info(path, arc, st, links, overlay)
+        if shift is not None:
+            info.uid, info.gid = shift.to_container(info.uid, info.gid)
         if info.isreg():
             with open(path, "rb") as f:
                 tar.addfile(info, f)
@@ -48,7 +57,7 @@ def _walk(tar: tarfile.TarFile, root: Path, rel: str, links: dict[tuple[int, int
         if stat.S_ISDIR(st.st_mode):
             if overlay and _xattr(path, OPAQUE_XATTR) == b"y":
                 tar.addfile(_empty(f"{arc}/{OPAQUE}"))
-            _walk(tar, root, arc, links, overlay)
+            _walk(tar, root, arc, links, overlay, shift)
 
 
 def _info(path: Path, arc: str, st: os.stat_result, links: dict[tuple[int, int], str],

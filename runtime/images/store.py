@@ -39,6 +39,7 @@ from runtime.spec import Mount
 
 if TYPE_CHECKING:
     from runtime.images.build import LayerSource
+    from runtime.images.idshift import IdShift
 
 log = logging.getLogger(__name__)
 _HEX_PREFIX = re.compile(r"^(sha256:)?[a-f0-9]{1,64}$")
@@ -385,8 +386,9 @@ class ImageStore:
 
     def commit(self, container_id: str, parent: Image, *, ref: str | None,
                changes: builtins.list[str], comment: str, author: str,
-               config_overrides: dict[str, Any] | None) -> Image:
+               config_overrides: dict[str, Any] | None, shift: IdShift | None = None) -> Image:
+        """*shift*: a remapped container's maps; its layer then records its own ids."""
         from runtime.images.build import commit
 
         return commit(self, container_id, parent, ref=ref, changes=changes, comment=comment,
-                      author=author, config_overrides=config_overrides)
+                      author=author, config_overrides=config_overrides, shift=shift)

@@ -4,8 +4,13 @@ image's files still look root-owned inside because the layers are idmapped, not 
 from __future__ import annotations
 
 import contextlib
+import io
+import json
+import os
 import pwd
+import stat
 import subprocess
+import tarfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,8 +18,13 @@ from typing import Any
 
 import pytest
 
-from runtime.api.errors import CoveError
+from runtime.api.errors import CoveError, InvalidArgument
 from runtime.engine import userns
+from runtime.images.difftar import write_tree
+from runtime.images.idshift import OVERFLOW_ID, IdShift
+from runtime.spec import IdMapping
+from tests.compat.clients import docker_cli
+from tests.compat.clients import run as cli_run
 from tests.harness import EngineProcess, leaked_mounts
 
 pytestmark = pytest.mark.root
@@ -77,7 +87,8 @@ def dk(remap_engine: EngineProcess) -> Iterator[Any]:
 
 def run(dk: Any, cmd: str, **kw: Any) -> Any:
     kw.setdefault("network_mode", "none")
-    return dk.containers.run("busybox", ["sh", "-c", cmd], detach=True, **kw)
+    image = kw.pop("image", "busybox")
+    return dk.containers.run(image, ["sh", "-c", cmd], detach=True, **kw)
 
 
 def output(dk: Any, cmd: str, **kw: Any) -> list[str]:
@@ -209,3 +220,249 @@ def test_restart_remounts_the_same_layers(dk: Any) -> None:
     assert c.wait(timeout=30)["StatusCode"] == 0
     assert c.logs().decode().split()[-2:] == ["0", "0"]
     c.remove()
+
+
+# ---- host-side views: cp, export, commit, diff translate owners through the maps ----
+# (moby's IdentityMapping). Container root writes host uid 100000 on disk, uid 1000
+# writes 101000; the API must still say 0 and 1000, and take 0 and 1000 in.
+
+MAKE_FILES = ("touch /by-root /by-user; chown 1000:1001 /by-user;"
+              " mkdir /home/u; chown 1000:1000 /home/u; rm /etc/group; echo done")
+
+
+def tar_owners(data: bytes) -> dict[str, tuple[int, int]]:
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        return {m.name.removeprefix("./").rstrip("/"): (m.uid, m.gid) for m in tar}
+
+
+def archive(c: Any, path: str) -> dict[str, tuple[int, int]]:
+    stream, _ = c.get_archive(path)
+    return tar_owners(b"".join(stream))
+
+
+def files_container(dk: Any, *, keep_running: bool) -> Any:
+    c = run(dk, MAKE_FILES + ("; exec sleep 120" if keep_running else ""))
+    if keep_running:
+        wait_for_log(c, 1)
+    else:
+        assert c.wait(timeout=30)["StatusCode"] == 0, c.logs()
+    return c
+
+
+def one_file_tar(name: str, uid: int, gid: int, data: bytes = b"x") -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        info = tarfile.TarInfo(name)
+        info.size, info.uid, info.gid, info.mode = len(data), uid, gid, 0o644
+        tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def put(engine: EngineProcess, cid: str, path: str, tar: bytes, *, copy_ids: bool) -> int:
+    query = f"path={path}" + ("&copyUIDGID=1" if copy_ids else "")
+    status, body = engine.request("PUT", f"/containers/{cid}/archive?{query}", raw=tar)
+    if status >= 500:
+        print(body, engine.log_tail(30))
+    return status
+
+
+@pytest.mark.parametrize("keep_running", [True, False], ids=["running", "stopped"])
+def test_cp_out_shows_container_ids(dk: Any, remap_engine: EngineProcess,
+                                    root_ids: tuple[int, int], keep_running: bool) -> None:
+    c = files_container(dk, keep_running=keep_running)
+    upper = upper_dir(remap_engine, c.id)
+    # On disk the writable layer holds the shifted ids ...
+    assert (upper / "by-user").stat().st_uid == root_ids[0] + 1000
+    assert (upper / "by-root").stat().st_uid == root_ids[0]
+    # ... the archive the ids the container sees; the image's files are still root's.
+    assert archive(c, "/by-user") == {"by-user": (1000, 1001)}
+    assert archive(c, "/by-root") == {"by-root": (0, 0)}
+    assert archive(c, "/bin/busybox") == {"busybox": (0, 0)}
+    home = archive(c, "/home")
+    assert home["home"] == (0, 0) and home["home/u"] == (1000, 1000)
+    c.remove(force=True)
+
+
+def test_cp_out_of_an_unmapped_owner_shows_overflow(dk: Any, remap_engine: EngineProcess
+                                                    ) -> None:
+    """A file the container cannot own (host uid 5, put there from the host) shows as
+    nobody, as the kernel shows it inside, where moby would fail the whole copy."""
+    c = run(dk, "exec sleep 120")
+    outside = upper_dir(remap_engine, c.id) / "host-owned"
+    outside.write_text("x")
+    os.chown(outside, 5, 5)
+    code, out = c.exec_run(["stat", "-c", "%u:%g", "/host-owned"])
+    assert (code, out.decode().strip()) == (0, "65534:65534")
+    assert archive(c, "/host-owned") == {"host-owned": (65534, 65534)}
+    c.remove(force=True)
+
+
+@pytest.mark.parametrize("keep_running", [True, False], ids=["running", "stopped"])
+def test_cp_in_stores_what_the_container_sees(dk: Any, remap_engine: EngineProcess,
+                                              root_ids: tuple[int, int],
+                                              keep_running: bool) -> None:
+    vol = {"userns-cp-vol": {"bind": "/vol", "mode": "rw"}}
+    c = run(dk, "echo up; exec sleep 120", volumes=vol)
+    wait_for_log(c, 1)
+    if not keep_running:
+        c.stop(timeout=0)  # the worker then mounts (and idmaps) the rootfs and volume itself
+    assert put(remap_engine, c.id, "/", one_file_tar("kept", 1000, 1001), copy_ids=True) == 200
+    assert put(remap_engine, c.id, "/", one_file_tar("rooted", 1000, 1001),
+               copy_ids=False) == 200
+    # A directory the tar implies but does not list belongs to container root.
+    assert put(remap_engine, c.id, "/", one_file_tar("implied/f", 7, 7), copy_ids=True) == 200
+    # Into a volume (idmapped: stores container ids on disk).
+    assert put(remap_engine, c.id, "/vol", one_file_tar("v", 1000, 1000), copy_ids=True) == 200
+    upper = upper_dir(remap_engine, c.id)
+    st = (upper / "kept").stat()
+    assert (st.st_uid, st.st_gid) == (root_ids[0] + 1000, root_ids[1] + 1001)
+    assert (upper / "rooted").stat().st_uid == root_ids[0]
+    if not keep_running:
+        c.start()
+    check = "stat -c '%n %u:%g' /kept /rooted /implied /implied/f /vol/v"
+    code, out = c.exec_run(["sh", "-c", check])
+    assert code == 0, out
+    assert out.decode().splitlines() == [
+        "/kept 1000:1001", "/rooted 0:0", "/implied 0:0", "/implied/f 7:7", "/vol/v 1000:1000"]
+    c.remove(force=True, v=True)
+    dk.volumes.get("userns-cp-vol").remove()
+
+
+def test_cp_in_refuses_ids_outside_the_maps_and_paths_outside_the_root(
+        dk: Any, remap_engine: EngineProcess) -> None:
+    c = run(dk, "ln -s ../../../../../../../tmp /esc; echo up; exec sleep 120")
+    wait_for_log(c, 1)
+    status = put(remap_engine, c.id, "/", one_file_tar("too-high", 70000, 0), copy_ids=True)
+    assert status == 400
+    marker = f"cove-userns-escape-{c.id[:12]}"
+    # A symlinked destination resolves inside the container; '..' members are dropped.
+    assert put(remap_engine, c.id, "/esc/", one_file_tar(marker, 0, 0), copy_ids=True) == 200
+    assert put(remap_engine, c.id, "/", one_file_tar(f"../../{marker}-dots", 0, 0),
+               copy_ids=True) == 200
+    assert not Path("/tmp", marker).exists() and not Path("/", f"{marker}-dots").exists()
+    code, out = c.exec_run(["stat", "-c", "%u", f"/tmp/{marker}"])
+    assert (code, out.decode().strip()) == (0, "0")
+    assert put(remap_engine, c.id, "/no/such/dir", one_file_tar("f", 0, 0),
+               copy_ids=True) == 404
+    c.remove(force=True)
+
+
+@pytest.mark.skipif(docker_cli() is None, reason="the docker CLI is not installed")
+def test_docker_cli_cp_both_ways(dk: Any, remap_engine: EngineProcess, tmp_path: Path) -> None:
+    """The real client: ``docker cp`` out as a tar on stdout, ``docker cp -a`` in."""
+    cli = docker_cli()
+    assert cli is not None
+    c = files_container(dk, keep_running=True)
+    out = cli_run(remap_engine, [cli, "cp", f"{c.id}:/home", "-"]).stdout
+    assert tar_owners(out) == {"home": (0, 0), "home/u": (1000, 1000)}
+    local = tmp_path / "from-host"
+    local.write_text("x")
+    os.chown(local, 1000, 1001)
+    cli_run(remap_engine, [cli, "cp", "-a", str(local), f"{c.id}:/from-host"])
+    code, got = c.exec_run(["stat", "-c", "%u:%g", "/from-host"])
+    assert (code, got.decode().strip()) == (0, "1000:1001")
+    c.remove(force=True)
+
+
+@pytest.mark.parametrize("keep_running", [True, False], ids=["running", "stopped"])
+def test_export_records_container_ids(dk: Any, keep_running: bool) -> None:
+    c = files_container(dk, keep_running=keep_running)
+    owners = tar_owners(b"".join(c.export()))
+    assert owners["by-user"] == (1000, 1001) and owners["home/u"] == (1000, 1000)
+    assert owners["by-root"] == (0, 0) and owners["bin/busybox"] == (0, 0)
+    assert owners["etc"] == (0, 0)  # a copied-up directory (etc/group was removed)
+    assert "etc/group" not in owners
+    c.remove(force=True)
+
+
+def test_diff_lists_the_changes(dk: Any) -> None:
+    c = files_container(dk, keep_running=False)
+    changes = {(d["Path"], d["Kind"]) for d in c.diff()}
+    assert {("/by-root", 1), ("/by-user", 1), ("/home/u", 1), ("/etc", 0),
+            ("/etc/group", 2)} <= changes
+    c.remove()
+
+
+def test_commit_records_container_ids(dk: Any, root_ids: tuple[int, int]) -> None:
+    c = files_container(dk, keep_running=True)
+    image = c.commit(repository="userns-committed", tag="1")
+    c.remove(force=True)
+    check = "stat -c '%n %u:%g' /by-root /by-user /home/u /bin/busybox; test ! -e /etc/group"
+    want = ["/by-root 0:0", "/by-user 1000:1001", "/home/u 1000:1000", "/bin/busybox 0:0"]
+    try:
+        # Remapped, and with the host's ids: the layer holds container ids, so both agree.
+        assert output(dk, check, image="userns-committed:1") == want
+        assert output(dk, check, image="userns-committed:1", userns_mode="host") == want
+        # The layer itself: no shifted id anywhere in it.
+        layer_owners = _last_layer_owners(dk, image.id)
+        assert layer_owners["by-user"] == (1000, 1001) and layer_owners["by-root"] == (0, 0)
+        assert all(uid < root_ids[0] for uid, _ in layer_owners.values())
+    finally:
+        dk.images.remove(image.id, force=True)
+
+
+def test_build_run_layers_record_container_ids(dk: Any) -> None:
+    """A RUN step is a commit of its container's writable layer: same translation (else
+    the image holds 100000-owned files and /etc, and does not even start remapped)."""
+    dockerfile = b"FROM busybox\nRUN touch /x && mkdir /y && chown 1000:1001 /y\n"
+    context = io.BytesIO()
+    with tarfile.open(fileobj=context, mode="w") as tar:
+        info = tarfile.TarInfo("Dockerfile")
+        info.size = len(dockerfile)
+        tar.addfile(info, io.BytesIO(dockerfile))
+    context.seek(0)
+    image, _ = dk.images.build(fileobj=context, custom_context=True, tag="userns-built:1",
+                               rm=True)
+    check = "stat -c '%n %u:%g' /x /y /etc"
+    want = ["/x 0:0", "/y 1000:1001", "/etc 0:0"]
+    try:
+        assert output(dk, check, image="userns-built:1") == want
+        assert output(dk, check, image="userns-built:1", userns_mode="host") == want
+    finally:
+        dk.images.remove(image.id, force=True)
+
+
+def _last_layer_owners(dk: Any, image_id: str) -> dict[str, tuple[int, int]]:
+    saved = b"".join(dk.images.get(image_id).save())
+    with tarfile.open(fileobj=io.BytesIO(saved)) as outer:
+        manifest = json.load(outer.extractfile("manifest.json"))  # type: ignore[arg-type]
+        layer = outer.extractfile(manifest[0]["Layers"][-1])
+        assert layer is not None
+        return tar_owners(layer.read())
+
+
+# ---- the translation itself ----
+SHIFT = IdShift((IdMapping(container_id=0, host_id=100000, size=1000),
+                 IdMapping(container_id=1000, host_id=300000, size=10)),
+                (IdMapping(container_id=0, host_id=200000, size=65536),))
+
+
+def test_idshift_translates_through_every_range() -> None:
+    assert SHIFT.root == (100000, 200000)
+    assert SHIFT.to_container(100999, 265535) == (999, 65535)
+    assert SHIFT.to_container(300009, 200000) == (1009, 0)
+    # Unmapped host ids read as the kernel's overflow id; unmapped container ids refuse.
+    assert SHIFT.to_container(0, 300000) == (OVERFLOW_ID, OVERFLOW_ID)
+    assert SHIFT.to_container(101000, 0) == (OVERFLOW_ID, OVERFLOW_ID)
+    assert SHIFT.to_host(1005, 7) == (300005, 200007)
+    with pytest.raises(InvalidArgument, match="Container ID 1010 cannot be mapped"):
+        SHIFT.to_host(1010, 0)
+    with pytest.raises(InvalidArgument, match="Container ID 65536 cannot be mapped"):
+        SHIFT.to_host(0, 65536)
+    assert IdShift.from_json(SHIFT.to_json()) == SHIFT
+    assert IdShift.from_json(None) is None
+
+
+def test_layer_of_a_remapped_upper_dir_records_container_ids(tmp_path: Path) -> None:
+    upper = tmp_path / "upper"
+    (upper / "d").mkdir(parents=True)
+    (upper / "d" / "f").write_text("x")
+    os.chown(upper / "d", 100000, 200000)
+    os.chown(upper / "d" / "f", 300001, 200010)
+    os.mknod(upper / "gone", stat.S_IFCHR | 0o600, os.makedev(0, 0))  # a whiteout
+    buf = io.BytesIO()
+    write_tree(upper, buf, shift=SHIFT)
+    assert tar_owners(buf.getvalue()) == {"d": (0, 0), "d/f": (1001, 10), ".wh.gone": (0, 0)}
+    buf = io.BytesIO()
+    write_tree(upper, buf)  # no remapping: the ids on disk, as before
+    assert tar_owners(buf.getvalue())["d/f"] == (300001, 200010)
