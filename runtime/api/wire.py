@@ -165,9 +165,7 @@ class BaseClient:
             except OSError:
                 payload = b""
             resp.close()
-            raise from_status(resp.status, _error_message(payload, resp.status)) from (
-                DaemonResponse(resp.status)
-            )
+            raise daemon_error(resp.status, payload)
         return resp
 
     def call(
@@ -217,10 +215,7 @@ class BaseClient:
             sock.sendall(head.encode() + body)
             status, headers = streams.parse_http_head(streams.read_http_head(sock))
             if status >= 400:
-                payload = _read_body(sock, headers)
-                raise from_status(status, _error_message(payload, status)) from (
-                    DaemonResponse(status)
-                )
+                raise daemon_error(status, _read_body(sock, headers))
         except BaseException:
             sock.close()
             raise
@@ -241,6 +236,15 @@ class BaseClient:
                 yield from streams.frames(resp.read)
         finally:
             resp.close()
+
+
+def daemon_error(status: int, payload: bytes) -> CoveError:
+    """The error a non-2xx answer stands for, chained from a DaemonResponse (so a CLI says
+    "Error response from daemon: ...")."""
+    err = from_status(status, _error_message(payload, status))
+    err.__cause__ = DaemonResponse(status)
+    err.__suppress_context__ = True
+    return err
 
 
 def _error_message(payload: bytes, status: int) -> str:

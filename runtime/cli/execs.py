@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
+from typing import Any
 
 from runtime.api.client import Hijacked, Waiter
 from runtime.api.errors import CoveError
@@ -224,32 +225,14 @@ def _attach_session(
 
 
 def cmd_exec(cli: Cli, args: argparse.Namespace) -> int:
-    from runtime.cli import opts
-
     if not args.command:
         raise CliError('"cove exec" requires at least 2 arguments.', 1)
     client = cli.client
     info = client.inspect_container(args.container)
     if not info.get("State", {}).get("Running"):
         raise CliError(f"Error response from daemon: container {info['Id']} is not running")
-    env = [e for path in args.env_file for e in opts.parse_env_file(path)] + opts.parse_env(
-        args.env
-    )
     console = list(stdio.terminal_size()) if args.tty else [0, 0]
-    config = {
-        "User": args.user,
-        "Privileged": args.privileged,
-        "Tty": args.tty,
-        "ConsoleSize": console,
-        "AttachStdin": args.interactive and not args.detach,
-        "AttachStderr": not args.detach,
-        "AttachStdout": not args.detach,
-        "Detach": args.detach,
-        "DetachKeys": args.detach_keys or "",
-        "Env": env,
-        "WorkingDir": args.workdir,
-        "Cmd": args.command,
-    }
+    config = exec_config(args, console)
     exec_id = str(client.exec_create(str(info["Id"]), config)["Id"])
     conn = client.exec_start(
         exec_id, {"Detach": args.detach, "Tty": args.tty, "ConsoleSize": console}
@@ -267,6 +250,29 @@ def cmd_exec(cli: Cli, args: argparse.Namespace) -> int:
     if detached:
         return 0
     return int(client.exec_inspect(exec_id).get("ExitCode") or 0)
+
+
+def exec_config(args: argparse.Namespace, console: list[int]) -> dict[str, Any]:
+    """The exec create body docker sends for these flags."""
+    from runtime.cli import opts
+
+    env = [e for path in args.env_file for e in opts.parse_env_file(path)] + opts.parse_env(
+        args.env
+    )
+    return {
+        "User": args.user,
+        "Privileged": args.privileged,
+        "Tty": args.tty,
+        "ConsoleSize": console,
+        "AttachStdin": args.interactive and not args.detach,
+        "AttachStderr": not args.detach,
+        "AttachStdout": not args.detach,
+        "Detach": args.detach,
+        "DetachKeys": args.detach_keys or "",
+        "Env": env,
+        "WorkingDir": args.workdir,
+        "Cmd": args.command,
+    }
 
 
 def cmd_logs(cli: Cli, args: argparse.Namespace) -> int:

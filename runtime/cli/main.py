@@ -1,19 +1,21 @@
 """``cove``: the command line client of the Cove engine (docker's verbs and output).
 
-Startup is kept lean because ``cove run --rm IMAGE true`` is benchmarked: the
-verb table below is data, and only the verb being run gets a sub-parser, with
-its module imported for its flags (without a known verb, for ``--help`` and
-errors, every verb gets a bare sub-parser).
+Startup is kept lean because ``cove run --rm IMAGE true`` and ``cove exec C true`` are
+benchmarked against docker's Go CLI: :func:`main` first offers the command line to
+:mod:`runtime.cli.fast` (those two verbs in their everyday shapes, without argparse);
+everything else goes to the full parser in :mod:`runtime.cli.parsing`, which this module
+imports only then. The verb table below is data for that parser.
 """
 
 from __future__ import annotations
 
-import argparse
-import importlib
 import os
 import sys
-from collections.abc import Sequence
-from typing import Any, NoReturn
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Sequence
 
 VERSION = "0.1.0"
 
@@ -157,88 +159,19 @@ TOP: dict[str, Entry] = {
     "login": ("runtime.cli.auth", "login", "Authenticate to a registry", ()),
     "logout": ("runtime.cli.auth", "logout", "Log out from a registry", ()),
 }
-_GLOBAL_WITH_VALUE = {"-H", "--host", "--config", "-l", "--log-level"}
-
-
-class Parser(argparse.ArgumentParser):
-    """Flag errors exit 125 with docker's two-line message."""
-
-    def error(self, message: str) -> NoReturn:
-        sys.stderr.write(f"cove: {message}\nSee '{self.prog} --help'.\n")
-        sys.exit(125)
-
-
-def _chosen(argv: Sequence[str], names: Sequence[str], with_value: set[str]) -> str | None:
-    skip = False
-    for tok in argv:
-        if skip:
-            skip = False
-        elif tok in with_value:
-            skip = True
-        elif tok == "--" or not tok.startswith("-"):
-            return tok if tok in names else None
-    return None
-
-
-def _add_entries(
-    sub: Any, table: dict[str, Entry], argv: Sequence[str], with_value: set[str] | None = None
-) -> None:
-    names = [n for n, e in table.items() for n in (n, *e[3])]
-    chosen = _chosen(argv, names, with_value or set())
-    for name, (module, verb, help_, aliases) in sorted(table.items()):
-        if chosen is not None and chosen != name and chosen not in aliases:
-            # Only the verb being run gets a parser: each costs ~0.3 ms (argparse looks
-            # up gettext catalogs on disk per parser). Help and errors list them all.
-            continue
-        # "resolve": run/create reuse -h for --hostname like docker (help stays on --help).
-        p = sub.add_parser(
-            name, help=help_, aliases=list(aliases), description=help_, conflict_handler="resolve"
-        )
-        if chosen is not None and (chosen == name or chosen in aliases):
-            importlib.import_module(module).configure(verb, p)
-
-
-def _add_optional(sub: Any, module: str) -> None:
-    """Verb groups whose modules import heavier dependencies only when they run."""
-    try:
-        mod = importlib.import_module(module)
-    except ImportError:  # an optional part is not installed
-        return
-    mod.register(sub)
 
 
 def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
-    parser = Parser(
-        prog="cove", description="A self-sufficient runtime for containers", allow_abbrev=False
-    )
-    parser.add_argument("-H", "--host", help="Engine socket to connect to (env COVE_HOST)")
-    parser.add_argument("--config", help="Location of client config files (default ~/.docker)")
-    parser.add_argument("-D", "--debug", action="store_true", help="Enable debug mode")
-    parser.add_argument("-l", "--log-level", help=argparse.SUPPRESS)
-    parser.add_argument(
-        "-v", "--version", action="store_true", help="Print version information and quit"
-    )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
-    rest = list(argv)
-    chosen = _chosen(rest, [*TOP, *GROUPS, "vm", "desktop"], _GLOBAL_WITH_VALUE)
-    for group, (table, help_) in GROUPS.items():
-        if chosen is not None and chosen != group:
-            continue  # as in _add_entries: no parsers for verbs that are not run
-        gp = sub.add_parser(group, help=help_, description=help_)
-        if chosen == group:
-            gsub = gp.add_subparsers(dest="subcommand", metavar="COMMAND", parser_class=Parser)
-            _add_entries(gsub, table, rest[rest.index(group) + 1 :])
-    if chosen == "vm" or chosen is None:
-        _add_optional(sub, "runtime.cli.vm")
-    if chosen == "desktop" or chosen is None:
-        _add_optional(sub, "desktop.cli")
-    if chosen is None or chosen in TOP:
-        _add_entries(sub, TOP, rest, _GLOBAL_WITH_VALUE)
-    return parser
+    """The full parser, with a sub-parser for the verb in argv (see runtime.cli.parsing)."""
+    from runtime.cli.parsing import build_parser as build
+
+    return build(argv)
 
 
 def run(argv: Sequence[str] | None = None) -> int:
-    from runtime.cli.base import Cli, CliError, error_message
+    """The full CLI: parse with argparse, run the verb's handler, map failures to exit codes."""
+    from runtime.cli.base import Cli
+    from runtime.cli.parsing import group_parser
 
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(argv)
@@ -248,7 +181,7 @@ def run(argv: Sequence[str] | None = None) -> int:
         return 0
     func = getattr(args, "func", None)
     if func is None:
-        sub = _group_parser(parser, args)
+        sub = group_parser(parser, args)
         sub.print_help(sys.stderr if args.command else sys.stdout)
         return 1 if args.command else 0
     if args.config:
@@ -256,41 +189,37 @@ def run(argv: Sequence[str] | None = None) -> int:
     cli = Cli(args.host)
     try:
         code: int = func(cli, args)
-    except CliError as e:
-        e.show(cli.err)
-        return e.exit_code
     except BrokenPipeError:
         return 0
     except KeyboardInterrupt:
         return 130
-    except Exception as e:  # CoveError, EngineUnreachable, OSError: one line, no traceback
-        if args.debug or not _user_facing(e):
-            raise
-        cli.warn(error_message(e))
-        return 1
+    except Exception as e:
+        return failure_code(e, debug=args.debug)
     return code
 
 
-def _user_facing(e: Exception) -> bool:
+def failure_code(e: Exception, *, debug: bool) -> int:
+    """A failed verb's exit code after its one-line message on stderr (no traceback):
+    CliError knows both; CoveError, EngineUnreachable and OSError print and exit 1;
+    anything else (a bug), or anything with --debug, raises on."""
     from runtime.api.errors import CoveError
+    from runtime.cli.base import CliError, error_message
 
-    return isinstance(e, CoveError | OSError)
-
-
-def _group_parser(
-    parser: argparse.ArgumentParser, args: argparse.Namespace
-) -> argparse.ArgumentParser:
-    if not args.command:
-        return parser
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            found: argparse.ArgumentParser = action.choices[args.command]
-            return found
-    return parser
+    if isinstance(e, CliError):
+        e.show(sys.stderr)
+        return e.exit_code
+    if debug or not isinstance(e, CoveError | OSError):
+        raise e
+    print(error_message(e), file=sys.stderr)
+    return 1
 
 
 def main() -> None:
-    sys.exit(run())
+    argv = sys.argv[1:]
+    from runtime.cli import fast
+
+    code = fast.main(argv)
+    sys.exit(run(argv) if code is None else code)
 
 
 if __name__ == "__main__":

@@ -317,12 +317,22 @@ def cmd_create(cli: Cli, args: argparse.Namespace) -> int:
 def cmd_run(cli: Cli, args: argparse.Namespace) -> int:
     try:
         return _run(cli, args)
-    except (CoveError, EngineUnreachable) as e:
+    except Exception as e:
+        failure = run_failure(e)
+        if failure is e:
+            raise
+        raise failure from e
+
+
+def run_failure(e: Exception) -> Exception:
+    """How ``run`` words a failure (shared with runtime.cli.fast): engine errors get the run
+    exit codes, and every CliError a "cove: " prefix; anything else goes up as it is."""
+    if isinstance(e, CoveError | EngineUnreachable):
         err = as_cli_error(e, run_like=True)
-        raise CliError("cove: " + err.message, err.exit_code) from e
-    except CliError as e:
-        e.message = e.message if e.message.startswith("cove: ") else "cove: " + e.message
-        raise
+        return CliError("cove: " + err.message, err.exit_code)
+    if isinstance(e, CliError) and not e.message.startswith("cove: "):
+        e.message = "cove: " + e.message
+    return e
 
 
 def _run(cli: Cli, args: argparse.Namespace) -> int:
@@ -367,15 +377,20 @@ def start_container(cli: Cli, cid: str, detach_keys: str | None = None) -> None:
     try:
         cli.client.start(cid, detach_keys)
     except CoveError as e:
-        text = str(e)
-        code = e.exit_code
-        # docker's CLI matches these texts itself (runContainer), whatever the status code.
-        if "executable file not found" in text or "no such file or directory" in text:
-            code = 127
-        elif "permission denied" in text or "cannot execute" in text:
-            code = 126
-        err = as_cli_error(e, run_like=True)
-        raise CliError(err.message, code) from e
+        raise start_failure(e) from e
+
+
+def start_failure(e: CoveError) -> CliError:
+    """A failed start's message and exit code (shared with runtime.cli.fast)."""
+    text = str(e)
+    code = e.exit_code
+    # docker's CLI matches these texts itself (runContainer), whatever the status code.
+    if "executable file not found" in text or "no such file or directory" in text:
+        code = 127
+    elif "permission denied" in text or "cannot execute" in text:
+        code = 126
+    err = as_cli_error(e, run_like=True)
+    return CliError(err.message, code)
 
 
 def exit_status(body: dict[str, Any]) -> int:

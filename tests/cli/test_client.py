@@ -11,7 +11,7 @@ import pytest
 
 from runtime.api.client import Client, DaemonResponse
 from runtime.api.errors import Conflict, NotFound
-from runtime.api.streams import MULTIPLEXED, StreamError, encode_frame
+from runtime.api.streams import MULTIPLEXED, StreamError, encode_frame, read_http_head
 from runtime.api.transport import EngineUnreachable
 
 from .peer import Request, chunked_response, json_response, serve
@@ -161,3 +161,21 @@ def test_wait_registers_before_returning(tmp_path: Path) -> None:
         assert waiter.result() == {"StatusCode": 3, "Error": None}
     assert [r.path for r in seen] == ["/v1.44/containers/c1/wait", "/v1.44/containers/c1/start"]
     assert seen[0].query == {"condition": ["removed"]}
+
+
+@pytest.mark.parametrize("split", [1, 20, 36, 37, 38, 39, 41])
+def test_http_head_is_taken_off_exactly_wherever_the_writes_split(split: int) -> None:
+    """read_http_head peeks: the bytes after the blank line stay on the socket, even when
+    the blank line arrives in two pieces."""
+    head = b"HTTP/1.1 101 UPGRADED\r\nUpgrade: tcp\r\n\r\n"
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        data = head + b"stream bytes"
+        theirs.sendall(data[:split])
+        sender = threading.Timer(0.05, theirs.sendall, (data[split:],))
+        sender.start()
+        try:
+            assert read_http_head(ours) == head
+        finally:
+            sender.join()
+        assert ours.recv(100) == b"stream bytes"
