@@ -1,9 +1,12 @@
-"""The Docker API relay's guest end: guest-loopback TCP -> the engine's Unix socket.
+"""The Docker API relay's fallback guest end: guest-loopback TCP -> the engine's Unix socket.
 
-``guestagent dial-stdio`` costs one sshd session + shell + socat per Docker API connection
-(130-180 ms under TCG). Instead, PID 1 runs :class:`ApiProxy` on a thread: it listens on
-127.0.0.1:API_PORT (guest loopback only) and the host opens each relay connection as an SSH
-``direct-tcpip`` channel on its one Transport, so a connection costs no process in the guest.
+The host relay normally opens an OpenSSH ``direct-streamlocal@openssh.com`` channel straight
+to the engine socket (no hop here). This proxy serves when sshd refuses that, or when its
+connect fails because the engine's listen backlog is full (sshd does not wait; this does):
+PID 1 runs :class:`ApiProxy` on a thread, listening on 127.0.0.1:API_PORT (guest loopback
+only), and the host opens a ``direct-tcpip`` channel to it. Either way a connection costs no
+process in the guest, unlike ``guestagent dial-stdio`` (sshd session + socat, 130-180 ms
+under TCG), the last resort.
 
 Guest loopback is also reachable from ``--network host`` containers, so a connection is
 spliced only after it sent :func:`guestagent.protocol.api_preamble` (a token derived from

@@ -8,6 +8,7 @@ resumed with an HTTP Range request). A server that ignores Range gets a fresh do
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import urllib.error
 import urllib.request
@@ -41,8 +42,11 @@ def fetch(
     cache: Path | None = None,
     progress: Progress | None = None,
     timeout: float = 30.0,
+    size: int | None = None,
 ) -> Path:
-    """Return the path of the verified file for *url*, downloading what is missing."""
+    """Return the path of the verified file for *url*, downloading what is missing.
+    *size*, when known, stops a server that sends more than that early (and gives
+    *progress* a total when the server sends no Content-Length)."""
     if len(sha256) != 64:
         raise InvalidArgument(f"download {url}: sha256 must be 64 hex digits")
     d = cache_dir(url, cache or layout.cache_home())
@@ -57,7 +61,7 @@ def fetch(
         resp = urllib.request.urlopen(req, timeout=timeout)
     except urllib.error.HTTPError as e:
         if e.code == 416 and have:  # already complete
-            return _finish(partial, data, sha256, url)
+            return _finish(partial, data, sha256, url, size)
         raise Unavailable(f"download {url}: HTTP {e.code}") from e
     except (urllib.error.URLError, OSError) as e:
         raise Unavailable(f"download {url}: {e}") from e
@@ -66,20 +70,28 @@ def fetch(
         if not resumed:
             have = 0
         length = int(resp.headers.get("Content-Length") or 0)
-        total = have + length if length else 0
+        total = have + length if length else size or 0
         with open(partial, "ab" if resumed else "wb") as out:
             try:
                 while chunk := resp.read(CHUNK):
                     out.write(chunk)
                     have += len(chunk)
+                    if size is not None and have > size:
+                        break
                     if progress:
                         progress(have, total)
-            except OSError as e:
+            except (OSError, http.client.HTTPException) as e:  # IncompleteRead: cut short
                 raise Unavailable(f"download {url}: interrupted at {have} bytes: {e}") from e
-    return _finish(partial, data, sha256, url)
+    return _finish(partial, data, sha256, url, size)
 
 
-def _finish(partial: Path, data: Path, sha256: str, url: str) -> Path:
+def _finish(partial: Path, data: Path, sha256: str, url: str, size: int | None = None) -> Path:
+    have = partial.stat().st_size
+    if size is not None and have < size:  # the server closed early: keep it for a resume
+        raise Unavailable(f"download {url}: incomplete ({have} of {size} bytes), retry to resume")
+    if size is not None and have > size:
+        partial.unlink()
+        raise Unavailable(f"download {url}: more than the {size} bytes announced")
     got = _sha256_file(partial)
     if got != sha256.lower():
         partial.unlink()

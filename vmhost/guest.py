@@ -20,6 +20,10 @@ class GuestConnection(Protocol):
         Raises Unavailable when the guest cannot be reached."""
         ...
 
+    def open_unix(self, path: str) -> Stream:
+        """A connection to the Unix socket *path* inside the guest. Raises Unavailable."""
+        ...
+
     def open_tcp(self, port: int) -> Stream:
         """A TCP connection to 127.0.0.1:*port* inside the guest. Raises Unavailable."""
         ...

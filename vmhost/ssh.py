@@ -1,9 +1,11 @@
 """SSHGuest: the guest over one paramiko Transport, pinned host key, reconnect on demand.
 
 Every relay connection and port forward is a channel on the same Transport (sshd's
-MaxSessions is raised in the guest image). When the TCP connection dies (guest reboot,
-host sleep, a killed sshd), the next open reconnects; channels of the old connection
-simply see EOF, which their clients see as a closed connection.
+MaxSessions is raised in the guest image): ``direct-streamlocal@openssh.com`` to the
+engine's Unix socket (:meth:`SSHGuest.open_unix`), ``direct-tcpip`` to guest ports, exec
+sessions. When the TCP connection dies (guest reboot, host sleep, a killed sshd), the next
+open reconnects; channels of the old connection simply see EOF, which their clients see as
+a closed connection.
 """
 
 from __future__ import annotations
@@ -13,8 +15,11 @@ import socket
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import paramiko
+from paramiko.common import cMSG_CHANNEL_OPEN
+from paramiko.message import Message
 
 from runtime.api.errors import Forbidden, Unavailable
 from vmhost.streams import Stream
@@ -49,6 +54,51 @@ class ChannelStream:
         self.channel.close()
 
 
+STREAMLOCAL = "direct-streamlocal@openssh.com"
+
+
+class _Transport(paramiko.Transport):
+    """paramiko's Transport plus OpenSSH's ``direct-streamlocal@openssh.com`` channel.
+
+    Transport.open_channel writes the type-specific fields of CHANNEL_OPEN only for the
+    kinds it knows, so this is its body with OpenSSH's fields for a Unix socket (PROTOCOL
+    2.4: string socket path, string reserved, uint32 reserved). It uses the same private
+    helpers open_channel does; should a paramiko release rename them, the AttributeError
+    surfaces as Unavailable and the relay falls back to its other paths.
+    """
+
+    def open_streamlocal(self, path: str, timeout: float) -> paramiko.Channel:
+        t: Any = self  # the private helpers below are not in paramiko's type stubs
+        if not t.active:
+            raise paramiko.SSHException("SSH session not active")
+        with t.lock:
+            window = t._sanitize_window_size(None)
+            packet = t._sanitize_packet_size(None)
+            chanid = t._next_channel()
+            m = Message()
+            m.add_byte(cMSG_CHANNEL_OPEN)
+            m.add_string(STREAMLOCAL)
+            m.add_int(chanid)
+            m.add_int(window)
+            m.add_int(packet)
+            m.add_string(path)
+            m.add_string("")
+            m.add_int(0)
+            chan: Any = paramiko.Channel(chanid)
+            t._channels.put(chanid, chan)
+            t.channel_events[chanid] = event = threading.Event()
+            t.channels_seen[chanid] = True
+            chan._set_transport(self)
+            chan._set_window(window, packet)
+        t._send_user_message(m)
+        if not event.wait(timeout):
+            raise paramiko.SSHException("Timeout opening channel.")
+        got: paramiko.Channel | None = t._channels.get(chanid)
+        if got is not None:
+            return got
+        raise self.get_exception() or paramiko.SSHException("Unable to open channel.")
+
+
 class SSHGuest:
     def __init__(
         self,
@@ -77,7 +127,7 @@ class SSHGuest:
         # Every relay request is a few small SSH packets; with Nagle on, the second one of a
         # burst (the relay's token line, then the request) waits for the guest's ACK.
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        t = paramiko.Transport(sock)
+        t = _Transport(sock)
         try:
             t.start_client(timeout=self.connect_timeout)
             remote = t.get_remote_server_key()
@@ -151,6 +201,22 @@ class SSHGuest:
             except (paramiko.SSHException, OSError, EOFError) as e:
                 if attempt == 2:
                     raise Unavailable(f"ssh direct-tcpip {port}: {e}") from e
+                self.close()
+        raise AssertionError("unreachable")
+
+    def open_unix(self, path: str) -> Stream:
+        for attempt in (1, 2):
+            t = self.transport()
+            try:
+                assert isinstance(t, _Transport)
+                return ChannelStream(t.open_streamlocal(path, self.connect_timeout))
+            except paramiko.ChannelException as e:
+                raise Unavailable(f"guest socket {path}: {e.text}") from e
+            except AttributeError as e:  # see _Transport
+                raise Unavailable(f"ssh {STREAMLOCAL}: paramiko changed: {e}") from e
+            except (paramiko.SSHException, OSError, EOFError) as e:
+                if attempt == 2:
+                    raise Unavailable(f"ssh {STREAMLOCAL} {path}: {e}") from e
                 self.close()
         raise AssertionError("unreachable")
 

@@ -18,7 +18,7 @@ import threading
 import time
 from pathlib import Path
 
-from guestagent.protocol import Event, api_preamble
+from guestagent.protocol import ENGINE_SOCKET, Event, api_preamble
 from runtime.api.errors import CoveError, Unavailable
 from vmhost import guestimage, instance, layout
 from vmhost.backends import get as get_backend
@@ -26,7 +26,7 @@ from vmhost.events import EventLog
 from vmhost.guest import EVENTS, GuestConnection
 from vmhost.hypervisor import Hypervisor
 from vmhost.portforward import PortForwarder
-from vmhost.relay import UnixRelay, open_api
+from vmhost.relay import POOL_SIZE, UnixRelay, open_api
 
 log = logging.getLogger("vmhost.supervisor")
 
@@ -35,10 +35,12 @@ ENGINE_TIMEOUT = 120.0
 CLOCK_JUMP = 5.0  # seconds of wall-vs-monotonic drift that mean the host slept
 
 
-def ping_engine(guest: GuestConnection, preamble: bytes | None = None) -> bool:
+def ping_engine(
+    guest: GuestConnection, preamble: bytes | None = None, engine_socket: str | None = None
+) -> bool:
     """GET /_ping the way the relay's clients will reach the engine (relay.open_api)."""
     try:
-        ch, _ = open_api(guest, preamble)
+        ch, _ = open_api(guest, preamble, engine_socket=engine_socket)
     except CoveError:
         return False
     try:
@@ -106,16 +108,23 @@ class Supervisor:
         sync_clock(guest)
         self.guest = guest
         preamble = api_preamble(self.lay.host_key.read_bytes())
-        self.relay = UnixRelay(self.lay.relay_socket, guest, preamble=preamble)
-        self.relay.start()
         deadline = time.monotonic() + ENGINE_TIMEOUT
-        while not ping_engine(guest, preamble):
+        while not ping_engine(guest, preamble, ENGINE_SOCKET):
             if time.monotonic() > deadline:
                 self.events.emit("engine-timeout", message="engine did not answer /_ping")
                 break
             time.sleep(0.3)
         else:
             self.events.emit("engine-ready", t=round(time.monotonic() - t0, 2))
+        # Started once the engine answers, so that the pool's first channels do not fail.
+        self.relay = UnixRelay(
+            self.lay.relay_socket,
+            guest,
+            preamble=preamble,
+            engine_socket=ENGINE_SOCKET,
+            pool_size=POOL_SIZE,
+        )
+        self.relay.start()
         self.events.emit(
             "ready", socket=str(self.lay.relay_socket), t=round(time.monotonic() - t0, 2)
         )
@@ -170,7 +179,16 @@ class Supervisor:
         self.stopping.set()
         self.events.emit("stopping")
         if self.relay:
-            self.relay.close()
+            r = self.relay
+            log.info(
+                "relay: %d connections %s, pool hits %d misses %d, pings answered %d",
+                r.connections,
+                r.by_path,
+                r.pool.hits,
+                r.pool.misses,
+                r.pings_answered,
+            )
+            r.close()
         if self.forwarder:
             self.forwarder.close()
         if self.guest is not None:

@@ -110,6 +110,7 @@ class LocalGuest:
         self.dead = threading.Event()
         self.streams: list[Stream] = []
         self.execs: list[str] = []
+        self.unix_opens: list[str] = []
 
     def _argv(self, command: str) -> list[str]:
         words = shlex.split(command)
@@ -141,6 +142,20 @@ class LocalGuest:
         except OSError as e:
             raise Unavailable(f"guest port {port}: {e}") from e
         sock.settimeout(None)
+        stream = SocketStream(sock)
+        self.streams.append(stream)
+        return stream
+
+    def open_unix(self, path: str) -> Stream:
+        """*path* is a host path here (the test's engine socket stands in for the guest's)."""
+        self._check()
+        self.unix_opens.append(path)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.connect(path)
+        except OSError as e:
+            sock.close()
+            raise Unavailable(f"guest socket {path}: {e}") from e
         stream = SocketStream(sock)
         self.streams.append(stream)
         return stream

@@ -1,7 +1,8 @@
 """``cove vm``: the Linux VM that runs the engine on macOS/Windows (works on Linux too).
 
-Verbs: ``image build``, ``start``, ``stop``, ``status``, ``rm``, ``ssh``, ``logs``. vmhost
-(paramiko, libvirt) is imported inside the handlers only, so this module imports anywhere.
+Verbs: ``image build|pack|fetch``, ``start``, ``stop``, ``status``, ``rm``, ``ssh``, ``logs``.
+vmhost (paramiko, libvirt) is imported inside the handlers only, so this module imports
+anywhere.
 """
 
 from __future__ import annotations
@@ -46,6 +47,58 @@ def _image_build(args: argparse.Namespace) -> int:
         print(
             f"  compressed (zstd -10, all files): {info['compressed_zstd_bytes'] / 2**20:.1f} MiB"
         )
+    return 0
+
+
+def _image_pack(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from vmhost import guestimage, release
+
+    def step(what: str) -> None:
+        if not args.quiet:
+            print(f"cove vm image pack: {what}", file=sys.stderr)
+
+    try:
+        image = guestimage.image_at(Path(args.image)) if args.image else guestimage.build()
+        path = release.pack(
+            image,
+            Path(args.output),
+            version=args.release_version or _default_version(),
+            arch=args.arch,
+            step=step,
+        )
+    except FileNotFoundError as e:
+        print(f"cove vm image pack: {e.filename}: no built guest image there", file=sys.stderr)
+        return 1
+    except CoveError as e:
+        return _fail(e)
+    manifest = json.loads(path.read_text())
+    if args.json:
+        print(json.dumps(manifest, indent=1, sort_keys=True))
+        return 0
+    print(f"release {manifest['version']} ({manifest['arch']}) in {path.parent}")
+    for name, f in sorted(manifest["files"].items()):
+        print(f"  {name:12} {f['size']:>12,} bytes  sha256 {f['sha256']}")
+    return 0
+
+
+def _image_fetch(args: argparse.Namespace) -> int:
+    from vmhost import release
+
+    def show(done: int, total: int) -> None:
+        if not args.quiet:
+            of = f" of {total / 2**20:.1f}" if total else ""
+            print(f"\r{done / 2**20:.1f}{of} MiB", end="", file=sys.stderr, flush=True)
+
+    try:
+        image = release.fetch_release(args.url, progress=show)
+    except CoveError as e:
+        return _fail(e)
+    finally:
+        if not args.quiet:
+            print(file=sys.stderr)
+    print(image.root.parent)
     return 0
 
 
@@ -156,6 +209,15 @@ def _logs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _default_version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("cove")
+    except ImportError:
+        return "0.0.0"
+
+
 def _handler(fn: Callable[[argparse.Namespace], int]) -> Callable[..., int]:
     """Accept both ``func(args)`` (the brief) and ``func(cli, args)`` (runtime.cli.main)."""
 
@@ -177,6 +239,22 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     build.add_argument("--no-compress", action="store_true", help="skip the zstd size report")
     build.add_argument("--json", action="store_true")
     build.set_defaults(func=_handler(_image_build))
+    pack = isub.add_parser(
+        "pack", help="Write release artefacts (xz root, kernel, initrd, release.json) to a dir"
+    )
+    pack.add_argument("-o", "--output", required=True, help="directory to upload as is")
+    pack.add_argument("--version", dest="release_version", help="release version (default: cove's)")
+    pack.add_argument("--image", help="a built image dir (default: build or reuse the cached one)")
+    pack.add_argument("--arch", help="guest architecture (default: this machine's)")
+    pack.add_argument("-q", "--quiet", action="store_true")
+    pack.add_argument("--json", action="store_true", help="print the manifest")
+    pack.set_defaults(func=_handler(_image_pack))
+    fetch = isub.add_parser(
+        "fetch", help="Download a released image (release.json URL); print its dir"
+    )
+    fetch.add_argument("url", help="URL of a release.json written by `image pack`")
+    fetch.add_argument("-q", "--quiet", action="store_true")
+    fetch.set_defaults(func=_handler(_image_fetch))
 
     def named(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         p.add_argument("name", nargs="?", default="default")

@@ -19,7 +19,7 @@ def test_dial_stdio_relays_a_request(tmp_path: Path) -> None:
             timeout=20,
             check=True,
         )
-    assert out.stdout.startswith(b"HTTP/1.0 200") and out.stdout.endswith(b"OK")
+    assert out.stdout.startswith(b"HTTP/1.1 200") and out.stdout.endswith(b"OK")
 
 
 def test_dial_stdio_without_engine_fails_cleanly(tmp_path: Path) -> None:

@@ -11,6 +11,8 @@ from pathlib import Path
 
 
 class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, like the engine
+
     def address_string(self) -> str:
         return "unix"
 
@@ -22,7 +24,9 @@ class _Handler(BaseHTTPRequestHandler):
             body = b"OK"
         elif self.path.startswith("/stream"):
             self.send_response(200)
+            self.send_header("Connection", "close")
             self.end_headers()
+            self.close_connection = True
             try:
                 for i in range(int(self.path.rsplit("/", 1)[1])):
                     self.wfile.write(b"line %d\n" % i)
@@ -37,6 +41,12 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+
+    def do_HEAD(self) -> None:
+        self.send_response(200 if self.path == "/_ping" else 404)
+        self.send_header("Api-Version", "1.44")
+        self.send_header("Content-Length", "2" if self.path == "/_ping" else "0")
+        self.end_headers()
 
     def do_POST(self) -> None:
         n = int(self.headers.get("Content-Length", 0))

@@ -13,7 +13,7 @@ import pytest
 from guestagent.apiproxy import ApiProxy
 from guestagent.protocol import api_preamble
 from tests.vmhost.httpserver import unix_http_server
-from vmhost.relay import UnixRelay
+from vmhost.relay import UnixRelay, is_plain_head_ping
 from vmhost.testing import LocalGuest
 
 
@@ -94,17 +94,15 @@ def test_dead_connection_mid_stream_then_recovers(relay: tuple[UnixRelay, LocalG
     assert _get(r.path, "/_ping") == b"OK"  # the next connection gets a fresh channel
 
 
-def test_unreachable_guest_closes_client(relay: tuple[UnixRelay, LocalGuest]) -> None:
+def test_unreachable_guest_answers_502(relay: tuple[UnixRelay, LocalGuest]) -> None:
     r, guest = relay
     guest.dead.set()
-    with socket.socket(socket.AF_UNIX) as s:
-        s.settimeout(10)
-        s.connect(str(r.path))
-        try:  # the relay may close before the request is even written
-            s.sendall(b"GET /_ping HTTP/1.1\r\nHost: x\r\n\r\n")
-            assert s.recv(100) == b""
-        except (ConnectionResetError, BrokenPipeError):
-            pass
+    conn = UnixHTTPConnection(r.path)
+    conn.request("GET", "/_ping")
+    resp = conn.getresponse()
+    assert resp.status == 502
+    assert b"guest engine is unreachable" in resp.read()  # what the docker CLI prints
+    conn.close()
 
 
 @pytest.fixture
@@ -151,7 +149,157 @@ def test_relay_falls_back_to_dial_stdio(tmp_path: Path) -> None:
         try:
             assert _get(r.path, "/_ping") == b"OK"
             assert guest.execs == ["guestagent dial-stdio"]
-            assert r.by_path == {"tcp": 0, "exec": 1}
+            assert r.by_path == {"unix": 0, "tcp": 0, "exec": 1}
         finally:
             r.close()
             guest.close()
+
+
+@pytest.fixture
+def unix_relay(tmp_path: Path) -> Iterator[tuple[UnixRelay, LocalGuest, Path]]:
+    """The default path: a stream-local channel straight to the engine socket, pooled."""
+    engine = tmp_path / "engine.sock"
+    with unix_http_server(engine):
+        guest = LocalGuest(str(engine))
+        r = UnixRelay(tmp_path / "relay.sock", guest, engine_socket=str(engine), pool_size=2)
+        r.start()
+        yield r, guest, engine
+        r.close()
+        guest.close()
+
+
+def _wait_pooled(r: UnixRelay, n: int) -> None:
+    for _ in range(200):
+        if len(r.pool) >= n:
+            return
+        threading.Event().wait(0.02)
+    raise AssertionError(f"pool never reached {n}")
+
+
+def test_pooled_engine_channels(unix_relay: tuple[UnixRelay, LocalGuest, Path]) -> None:
+    r, guest, engine = unix_relay
+    _wait_pooled(r, 2)  # opened ahead, before any client
+    assert guest.unix_opens == [str(engine)] * 2
+    for _ in range(3):
+        assert _get(r.path, "/_ping") == b"OK"
+        _wait_pooled(r, 2)  # refilled between connections
+    assert r.pool.hits == 3 and r.pool.misses == 0
+    assert r.by_path == {"unix": 3, "tcp": 0, "exec": 0} and guest.execs == []
+    conn = UnixHTTPConnection(r.path)  # keep-alive and a body on a pooled stream
+    payload = b"z" * 300_000
+    conn.request("POST", "/echo", body=payload)
+    assert conn.getresponse().read() == payload
+    conn.request("GET", "/_ping")
+    assert conn.getresponse().read() == b"OK"
+    conn.close()
+
+
+def test_pool_discards_streams_of_a_dead_connection(
+    unix_relay: tuple[UnixRelay, LocalGuest, Path],
+) -> None:
+    r, guest, _ = unix_relay
+    _wait_pooled(r, 2)
+    guest.kill_connection()  # the pooled streams die with it, as channels do with SSH
+    assert _get(r.path, "/_ping") == b"OK"  # never handed a dead one
+    assert r.pool.hits == 0 and r.pool.misses == 1
+
+
+def test_unix_channel_refused_falls_back_to_api_port(tmp_path: Path) -> None:
+    """sshd refuses stream-local forwarding, or the engine's backlog is full: the proxy."""
+    engine = tmp_path / "engine.sock"
+    preamble = api_preamble(b"host key")
+    with unix_http_server(engine):
+        proxy = ApiProxy(preamble, engine_socket=str(engine), engine_wait=2)
+        proxy.start()
+        guest = LocalGuest(str(engine))
+        r = UnixRelay(
+            tmp_path / "relay.sock",
+            guest,
+            preamble=preamble,
+            api_port=proxy.port,
+            engine_socket=str(tmp_path / "not-there.sock"),
+        )
+        r.start()
+        try:
+            assert _get(r.path, "/_ping") == b"OK"
+            assert r.by_path == {"unix": 0, "tcp": 1, "exec": 0}
+        finally:
+            r.close()
+            guest.close()
+            proxy.close()
+
+
+def test_half_close_through_pooled_channel(unix_relay: tuple[UnixRelay, LocalGuest, Path]) -> None:
+    """A hijacked stream's client half-closes stdin and still reads the rest (attach/exec)."""
+    r, _, _ = unix_relay
+    _wait_pooled(r, 1)
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(20)
+        s.connect(str(r.path))
+        s.sendall(b"POST /echo HTTP/1.0\r\nContent-Length: 5\r\n\r\nhello")
+        s.shutdown(socket.SHUT_WR)
+        got = b""
+        while chunk := s.recv(4096):
+            got += chunk
+    assert got.startswith(b"HTTP/1.1 200") and got.endswith(b"hello")
+
+
+def _exchange(s: socket.socket, request: bytes, until: bytes) -> bytes:
+    s.sendall(request)
+    got = b""
+    while not got.endswith(until):
+        chunk = s.recv(4096)
+        assert chunk, got
+        got += chunk
+    return got
+
+
+def test_prepinged_channel_answers_the_cli_first_request(
+    unix_relay: tuple[UnixRelay, LocalGuest, Path],
+) -> None:
+    """A pooled channel already carried HEAD /_ping; the docker CLI's own HEAD /_ping gets
+    that answer at once, and the connection goes on to the engine as usual."""
+    r, _, _ = unix_relay
+    _wait_pooled(r, 1)
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(20)
+        s.connect(str(r.path))
+        ping = b"HEAD /_ping HTTP/1.1\r\nHost: api.moby.localhost\r\nUser-Agent: Docker\r\n\r\n"
+        head = _exchange(s, ping, b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200 ") and b"Api-Version: 1.44" in head
+        assert r.pings_answered == 1
+        body = _exchange(s, b"GET /version HTTP/1.1\r\nHost: x\r\n\r\n", b"}")
+        assert body.endswith(b'{"Version":"test"}')
+        head = _exchange(s, ping, b"\r\n\r\n")  # a second ping goes to the engine
+        assert head.startswith(b"HTTP/1.1 200 ") and r.pings_answered == 1
+
+
+def test_other_first_requests_pass_through(
+    unix_relay: tuple[UnixRelay, LocalGuest, Path],
+) -> None:
+    r, _, _ = unix_relay
+    _wait_pooled(r, 2)
+    assert _get(r.path, "/_ping") == b"OK"  # GET, not HEAD: the engine answers
+    conn = UnixHTTPConnection(r.path)
+    conn.request("HEAD", "/_ping", headers={"Connection": "close"})
+    assert conn.getresponse().status == 200
+    conn.close()
+    assert r.pings_answered == 0 and r.pool.hits == 2
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "answerable"),
+    [
+        (b"HEAD /_ping HTTP/1.1\r\nHost: x\r\n\r\n", True),
+        (b"HEAD /_ping HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\n\r\n", True),
+        (b"HEAD /_ping HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n", True),
+        (b"HEAD /_ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", False),
+        (b"HEAD /_ping HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc", False),
+        (b"HEAD /_ping HTTP/1.1\r\nHost: x\r\n\r\nGET /v HTTP/1.1\r\n\r\n", False),
+        (b"HEAD /_ping HTTP/1.0\r\nHost: x\r\n\r\n", False),
+        (b"GET /_ping HTTP/1.1\r\nHost: x\r\n\r\n", False),
+        (b"HEAD /_ping HTTP/1.1\r\nHost: x\r\n", False),  # incomplete
+    ],
+)
+def test_is_plain_head_ping(request_bytes: bytes, answerable: bool) -> None:
+    assert is_plain_head_ping(request_bytes) is answerable
