@@ -236,6 +236,25 @@ def open_cgroup(path: str) -> CgroupManager:
     return CgroupV1(v1_mounts(), path)
 
 
+def cgroup_layout(cgroup: CgroupManager) -> dict[str, str]:
+    """Where *cgroup*'s hierarchies are mounted: ``{"": root}`` on v2, ``{controller:
+    mount point}`` on v1. With :func:`open_cgroup_in` it makes the same manager without
+    reading mountinfo again (the container monitor's helpers, on the start's path)."""
+    if isinstance(cgroup, CgroupV2):
+        return {"": str(cgroup.root)}
+    if not isinstance(cgroup, CgroupV1):
+        raise TypeError(f"no layout for {cgroup!r}")
+    depth = len(Path(cgroup.path).parts)
+    return {ctrl: str(d.parents[depth - 1] if depth else d) for ctrl, d in cgroup.dirs.items()}
+
+
+def open_cgroup_in(layout: dict[str, str], path: str) -> CgroupManager:
+    """The manager for *path* on the hierarchies *layout* describes (see cgroup_layout)."""
+    if "" in layout:
+        return CgroupV2(Path(layout[""]), path)
+    return CgroupV1({ctrl: Path(point) for ctrl, point in layout.items()}, path)
+
+
 class CgroupV1:
     def __init__(self, mounts: dict[str, Path], path: str) -> None:
         self.path = path.strip("/")

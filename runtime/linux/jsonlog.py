@@ -11,9 +11,10 @@ from __future__ import annotations
 import json
 import os
 import time
-from pathlib import Path
 
 MAX_LINE = 16 * 1024
+# One encoder for every entry: json.dumps with options would build a new one per line.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 
 def rfc3339nano(ns: int) -> str:
@@ -26,14 +27,18 @@ def rfc3339nano(ns: int) -> str:
 
 def encode_entry(data: bytes, stream: str, ns: int) -> bytes:
     entry = {"log": data.decode("utf-8", "replace"), "stream": stream, "time": rfc3339nano(ns)}
-    return json.dumps(entry, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
+    return _ENCODER.encode(entry).encode() + b"\n"
 
 
 class JsonLog:
-    """Appends container output to the log file; never drops data (writes block)."""
+    """Appends container output to the log file; never drops data (writes block).
+
+    Paths are plain strings (no pathlib): it lives in the long-lived monitor, where
+    every object touched costs memory (see runtime.linux.zygote).
+    """
 
     def __init__(self, path: str, max_size: int | None = None, max_file: int = 1) -> None:
-        self.path = Path(path)
+        self.path = path
         self.max_size = max_size if max_size and max_size > 0 else None
         self.max_file = max(max_file, 1)
         self.pending: dict[str, bytearray] = {"stdout": bytearray(), "stderr": bytearray()}
@@ -79,9 +84,9 @@ class JsonLog:
         os.close(self.fd)
         if self.max_file > 1:
             for i in range(self.max_file - 1, 0, -1):
-                src = self.path if i == 1 else self.path.with_name(f"{self.path.name}.{i - 1}")
-                if src.exists():
-                    os.replace(src, self.path.with_name(f"{self.path.name}.{i}"))
+                src = self.path if i == 1 else f"{self.path}.{i - 1}"
+                if os.path.exists(src):
+                    os.replace(src, f"{self.path}.{i}")
             flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
         else:
             flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND | os.O_CLOEXEC

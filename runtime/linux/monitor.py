@@ -1,11 +1,18 @@
 """The per-container monitor (conmon / containerd-shim): forked by ``LinuxRuntime.start``.
 
-It owns the container for its whole life: creates the cgroup, forks PID 1 of
-the container, reports the exec result to the engine, then runs one
-single-threaded selectors loop that writes the json log, serves monitor.sock
-(attach, exec, resize, wait, kill, status), reaps children and, when PID 1
-exits, records exit.json, removes the cgroup and exits. It keeps running when
-the engine dies; a restarted engine finds it through monitor.sock.
+It owns the container for its whole life: has it created (by the launch helper,
+which also tells the engine the result), then runs one single-threaded epoll loop
+that writes the json log, serves monitor.sock (attach, exec, resize, wait, kill,
+status), reaps children and, when PID 1 exits, records exit.json, removes the cgroup
+and exits. It keeps running when the engine dies; a restarted engine finds it
+through monitor.sock.
+
+One monitor runs per container, so what it costs is paid per container. It is forked
+from the zygote and shares the zygote's memory until it writes to it, and in Python
+every object touched is written (its refcount). So the monitor does as little as it
+can itself: it reads only its own short part of the request (MonitorView), has the
+container created by a helper that exits afterwards and lets each exec's child
+decode what it needs (runtime.linux.launch); it uses plain strings and os calls.
 
 Everything it uses is imported before the fork: no imports, no logging here.
 """
@@ -17,46 +24,30 @@ import os
 import signal
 import socket
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
 from runtime.fsutil import write_atomic
-from runtime.linux import procutil
+from runtime.linux import launch, procutil
 from runtime.linux.cgroups import CgroupManager
-from runtime.linux.container import ChildConfig, container_main, exec_main
 from runtime.linux.jsonlog import JsonLog
-from runtime.linux.process import Security, security_for
+from runtime.linux.monitor_config import (
+    EXECS_DIR,
+    EXIT_NAME,
+    SOCKET_NAME,
+    AttachFlags,
+    MonitorView,
+    decode_view,
+)
 from runtime.linux.session import Session, Stdio, close_child_ends, make_stdio, receive_console
 from runtime.linux.streams import READ, Client, Loop
-from runtime.linux.syscalls import NAMESPACE_FLAGS, PR_SET_CHILD_SUBREAPER, SYSCALLS
-from runtime.spec import ContainerSpec, process_from_json
+from runtime.linux.syscalls import PR_SET_CHILD_SUBREAPER, SYSCALLS
 
 CONTAINER_DRAIN_SECONDS = 2.0
 EXEC_DRAIN_SECONDS = 1.0
-SOCKET_NAME = "monitor.sock"
-STATE_NAME = "state.json"
-EXIT_NAME = "exit.json"
-EXECS_DIR = "execs"
-
-
-@dataclass(frozen=True, slots=True)
-class AttachFlags:
-    stdin: bool
-    stdout: bool
-    stderr: bool
-
-
-@dataclass(frozen=True, slots=True)
-class MonitorConfig:
-    spec: ContainerSpec
-    dir: Path  # state_dir/<id>
-    cgroup: CgroupManager
-    cgroup_v2: bool
-    security: Security
-    result_fd: int  # the engine reads one JSON line: {"pid": n} or {"kind", "message"}
-    pending: tuple[tuple[socket.socket, AttachFlags], ...]  # attaches made before start
-
+# Signals the monitor ignores: it outlives the engine and the terminal that started it.
+IGNORED_SIGNALS = (signal.SIGHUP, signal.SIGPIPE, signal.SIGINT, signal.SIGTERM,
+                   signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
 
 # Files here live in the exec root (/run/cove, tmpfs: gone at reboot), so their renames need
 # no directory fsync: write_atomic(..., sync_dir=False) keeps them whole, which is enough.
@@ -66,50 +57,95 @@ def _json_line(obj: dict[str, Any]) -> bytes:
     return json.dumps(obj).encode() + b"\n"
 
 
-def run_monitor(cfg: MonitorConfig) -> NoReturn:
-    """The monitor process's whole life; called right after fork, never returns."""
+def prepare_signals() -> None:
+    """The signal state a monitor needs, set once in the process monitors are forked
+    from (they inherit it): the ignored signals, a SIGCHLD handler (so that the wakeup
+    fd hears of it) and an empty mask. Done in each monitor, the signal module's enum
+    conversions would cost each one memory.
+    """
+    for sig in IGNORED_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    signal.pthread_sigmask(signal.SIG_SETMASK, set())
+
+
+def run_monitor(payload: bytes, fds: list[int]) -> NoReturn:
+    """The monitor process's whole life; called right after fork, never returns.
+
+    *payload* and *fds* are the request (runtime.linux.monitor_config.encode_config);
+    the signal state is the one :func:`prepare_signals` sets. The launch helper is
+    forked first and reports the result to the engine itself: the start's critical
+    path is only its work. We wait for its report before our own set-up, which would
+    otherwise compete with it for the CPU.
+    """
     code = 0
+    result_fd: int | None = fds[0]  # None once the helper answered the engine
     try:
-        wakeup_r = _detach_from_engine(cfg)
+        # The wakeup fd inherited is the forker's: its number may be reused here any time.
+        signal.set_wakeup_fd(-1)
+        # Before the helper exists: its child, the container, must be re-parented to us.
+        SYSCALLS.prctl(PR_SET_CHILD_SUBREAPER, 1)
+        pid, stdio, listener = _launch(payload, fds)
+        os.close(fds[0])
+        result_fd = None
+        view = decode_view(payload, fds)  # the helper decoded it already: it is valid
+        wakeup_r = _detach_from_engine(
+            [*fds[1:], listener, *(fd for fd, _, _ in stdio.parent_fds)])
         # Built after the fd sweep above, which would close its epoll fd.
-        Monitor(cfg, wakeup_r).run()
+        Monitor(view, payload, fds, wakeup_r).run(pid, stdio, listener)
     except BaseException as e:  # a fork must never unwind into the engine's stack
-        try:
-            procutil.write_all(cfg.result_fd, _json_line(
-                {"kind": "internal", "message": f"container monitor: {e}"}))
-        except OSError:
-            pass
+        if result_fd is not None:
+            try:
+                procutil.write_all(result_fd, _json_line(
+                    {"kind": "internal", "message": f"container monitor: {e}"}))
+            except OSError:
+                pass
         code = 1
     os._exit(code)
 
 
-def _detach_from_engine(cfg: MonitorConfig) -> int:
+def _launch(payload: bytes, fds: list[int]) -> tuple[int, Stdio, int]:
+    """Have the launch helper create the container: its pid, our stdio ends, the listening
+    socket. Exits if it failed (the helper told the engine and cleaned up)."""
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    if os.fork() == 0:
+        ours.close()
+        launch.launch_main(payload, fds, theirs)
+    theirs.close()
+    try:
+        msg, received, _, _ = socket.recv_fds(ours, 64, launch.MAX_STARTED_FDS)
+    finally:
+        ours.close()
+    if not msg:
+        os._exit(1)
+    # The helper is not waited for here (its exit takes a while): reap() collects it, and
+    # once it is gone its child, the container, is ours (even if already a zombie: that is
+    # reported to us with SIGCHLD like any child's exit).
+    return launch.decode_started(msg, received)
+
+
+def _detach_from_engine(keep: list[int]) -> int:
     """New session, engine fds closed, SIGCHLD as a byte on the returned pipe."""
     os.setsid()
+    os.chdir("/")
     # Let go of the engine's stdio: a pipe held here would never see EOF.
     null = os.open("/dev/null", os.O_RDWR)
     for target in range(3):
         os.dup2(null, target)
     if null > 2:
         os.close(null)
-    for sig in (signal.SIGHUP, signal.SIGPIPE, signal.SIGINT, signal.SIGTERM,
-                signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2):
-        signal.signal(sig, signal.SIG_IGN)
-    keep = {cfg.result_fd, *(s.fileno() for s, _ in cfg.pending)}
-    procutil.close_fds_except(keep)
-    signal.pthread_sigmask(signal.SIG_SETMASK, set())
+    procutil.close_fds_except(set(keep))
     r, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     signal.set_wakeup_fd(w)
-    signal.signal(signal.SIGCHLD, lambda *_: None)
-    # Orphans of container processes (host PID namespace) come to us to be reaped.
-    SYSCALLS.prctl(PR_SET_CHILD_SUBREAPER, 1)
     return r
 
 
 class Monitor:
-    def __init__(self, cfg: MonitorConfig, wakeup_r: int) -> None:
-        self.cfg = cfg
-        self.spec = cfg.spec
+    def __init__(self, view: MonitorView, payload: bytes, fds: list[int],
+                 wakeup_r: int) -> None:
+        self.view = view
+        self.payload = payload  # the whole request, for the helpers to decode
+        self.pending = tuple(zip(fds[1:], view.pending, strict=True))
         self.loop = Loop()
         self.main: Session | None = None
         self.execs: dict[str, Session] = {}
@@ -117,161 +153,42 @@ class Monitor:
         self.waiters: list[Client] = []
         self.listener: socket.socket | None = None
         self.wakeup_r = wakeup_r
+        self.in_pid_namespace = True  # execs' children land in the container's PID namespace
+
+    def cgroup(self) -> CgroupManager:
+        # Made when needed (at exit), not kept: no part of the steady state.
+        return self.view.cgroup()
 
     # -- startup ----------------------------------------------------------------
-    def _fail(self, kind: str, message: str) -> NoReturn:
-        procutil.write_all(self.cfg.result_fd, _json_line({"kind": kind, "message": message}))
-        try:
-            self.cfg.cgroup.remove()
-        except Exception:
-            pass
-        os._exit(1)
-
-    def run(self) -> None:
-        spec, cgroup = self.spec, self.cfg.cgroup
-        try:
-            cgroup.create()
-            cgroup.apply(spec.resources, restrict_devices=not spec.privileged)
-        except Exception as e:
-            self._fail("invalid", f"failed to apply cgroup configuration: {e}")
-        stdio = make_stdio(tty=spec.process.terminal, stdin=spec.stdin)
-        pid, stdio = self._fork_container(stdio)
+    def run(self, pid: int, stdio: Stdio, listener: int) -> None:
+        view = self.view
+        self._join_pid_namespace(pid)
         log = None
-        if spec.log.path:
-            log = JsonLog(spec.log.path, spec.log.max_size, spec.log.max_file)
-        self.main = Session(self.loop, stdio, tty=spec.process.terminal, log=log)
+        if view.log_path:
+            log = JsonLog(view.log_path, view.log_max_size, view.log_max_file)
+        self.main = Session(self.loop, stdio, tty=view.terminal, log=log)
         self.main.pid = pid
-        self._listen()
-        self._write_state(pid)
-        procutil.write_all(self.cfg.result_fd, _json_line({"pid": pid}))
-        os.close(self.cfg.result_fd)
-        for sock, flags in self.cfg.pending:
-            self._attach(Client(self.loop, self, sock, header_done=True), flags)
+        self.listener = socket.socket(fileno=listener)
+        self.listener.setblocking(False)
+        self.loop.set(listener, _Acceptor(self), READ)
+        self.loop.set(self.wakeup_r, _Reaper(self), READ)
+        for fd, flags in self.pending:
+            self._attach(Client(self.loop, self, socket.socket(fileno=fd), header_done=True),
+                         flags)
+        # A SIGCHLD that came before the wakeup fd was set left no byte: look once now
+        # (after the attaches: reaping PID 1 drains its output to them).
+        self.reap()
         self._serve()
 
-    def _fork_container(self, stdio: Stdio) -> tuple[int, Stdio]:
-        spec = self.spec
-        err_r, err_w = os.pipe2(os.O_CLOEXEC)
-        sync = self._userns_pipes() if spec.uid_mappings else None
-        # Before the PID namespace: the helper must not become the container's PID 1.
-        idmap_fd = self._idmap_userns() if spec.uid_mappings and _wants_idmap(spec) else None
-        self._enter_pid_namespace()
-        child = ChildConfig(
-            spec=spec, cgroup=self.cfg.cgroup, cgroup_v2=self.cfg.cgroup_v2,
-            stdio=stdio.child_fds, error_fd=err_w,
-            userns_sync=(sync[0], sync[3]) if sync else None, security=self.cfg.security,
-            idmap_userns_fd=idmap_fd,
-        )
-        pid = os.fork()
-        if pid == 0:
-            container_main(child)
-        os.close(err_w)
-        if idmap_fd is not None:
-            os.close(idmap_fd)
-        close_child_ends(stdio)
-        # The child sends its console, then (with a user namespace) waits for its id maps.
-        stdio = receive_console(stdio, spec.process.console_size)
-        if sync is not None:
-            os.close(sync[0])
-            os.close(sync[3])
-            self._write_id_maps(pid, go=sync[1], unshared=sync[2])
-        failure = procutil.read_all(err_r)
-        os.close(err_r)
-        if failure:
-            os.waitpid(pid, 0)
-            err = json.loads(failure)
-            self._fail(err["kind"], err["message"])
-        return pid, stdio
-
-    def _enter_pid_namespace(self) -> None:
-        for ns in self.spec.namespaces:
-            if ns.type != "pid":
-                continue
-            if ns.path:
-                fd = os.open(ns.path, os.O_RDONLY | os.O_CLOEXEC)
-                try:
-                    SYSCALLS.setns(fd, NAMESPACE_FLAGS["pid"])
-                finally:
-                    os.close(fd)
-            else:
-                # Our next child becomes PID 1 of a new namespace; so do later execs' children.
-                SYSCALLS.unshare(NAMESPACE_FLAGS["pid"])
-
-    @staticmethod
-    def _userns_pipes() -> tuple[int, int, int, int]:
-        go_r, go_w = os.pipe2(os.O_CLOEXEC)
-        done_r, done_w = os.pipe2(os.O_CLOEXEC)
-        return go_r, go_w, done_r, done_w
-
-    def _write_id_maps(self, pid: int, *, go: int, unshared: int) -> None:
-        if os.read(unshared, 1) == b"u":
-            self._write_maps(pid)
-            os.write(go, b"g")
-        os.close(go)
-        os.close(unshared)
-
-    def _write_maps(self, pid: int) -> None:
-        for name, maps in (("uid_map", self.spec.uid_mappings),
-                           ("gid_map", self.spec.gid_mappings)):
-            text = "".join(f"{m.container_id} {m.host_id} {m.size}\n" for m in maps)
-            with open(f"/proc/{pid}/{name}", "w") as f:
-                f.write(text)
-
-    def _idmap_userns(self) -> int:
-        """An fd of a new user namespace with the container's maps, for idmapped mounts.
-
-        The container process enters its own user namespace only after its mounts
-        (they need host root, see container._enter_new_userns), so it cannot idmap
-        through that one: a short-lived helper child unshares a user namespace, we write
-        the same maps, keep an fd to it (which keeps it alive) and let the helper exit.
-        """
-        ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
-        hold_r, hold_w = os.pipe2(os.O_CLOEXEC)
-        pid = os.fork()
-        if pid == 0:
-            os.close(ready_r)
-            os.close(hold_w)  # else our own copy would keep the EOF from coming
-            _userns_helper(ready_w, hold_r)
-        os.close(ready_w)
-        os.close(hold_r)
+    def _join_pid_namespace(self, pid: int) -> None:
+        """Execs' children must be in the container's PID namespace, as its PID 1 is."""
+        ns = self.view.pid_namespace
+        if ns is None:
+            return
         try:
-            if os.read(ready_r, 1) != b"u":
-                self._fail("internal", "idmapped mounts: could not create a user namespace")
-            self._write_maps(pid)
-            return os.open(f"/proc/{pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
-        except OSError as e:
-            self._fail("internal", f"idmapped mounts: {e}")
-        finally:
-            os.close(ready_r)
-            os.close(hold_w)  # EOF: the helper exits
-            os.waitpid(pid, 0)
-
-    def _listen(self) -> None:
-        path = self.cfg.dir / SOCKET_NAME
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-        os.chdir(self.cfg.dir)  # bind by relative name: sun_path is only 108 bytes
-        try:
-            os.unlink(SOCKET_NAME)
-        except FileNotFoundError:
-            pass
-        sock.bind(SOCKET_NAME)
-        os.chmod(path, 0o600)
-        os.chdir("/")
-        sock.listen(64)
-        sock.setblocking(False)
-        self.listener = sock
-        self.loop.set(sock.fileno(), _Acceptor(self), READ)
-        self.loop.set(self.wakeup_r, _Reaper(self), READ)
-
-    def _write_state(self, pid: int) -> None:
-        state = {
-            "pid": pid,
-            "monitor_pid": os.getpid(),
-            "cgroup_path": self.cfg.cgroup.path,
-            "terminal": self.spec.process.terminal,
-            "started_at_ns": time.time_ns(),
-        }
-        write_atomic(self.cfg.dir / STATE_NAME, json.dumps(state).encode(), sync_dir=False)
+            launch.join_pid_namespace(ns or f"/proc/{pid}/ns/pid")
+        except OSError:
+            self.in_pid_namespace = False  # PID 1 is already gone: no more execs
 
     # -- loop -------------------------------------------------------------------
     def _serve(self) -> None:
@@ -301,7 +218,7 @@ class Monitor:
                 self.main.exited(status, CONTAINER_DRAIN_SECONDS)
                 # Nothing else may hold the output pipes open past PID 1 (host PID ns).
                 try:
-                    self.cfg.cgroup.kill_all()
+                    self.cgroup().kill_all()
                 except Exception:
                     pass
             elif pid in self.exec_by_pid:
@@ -316,7 +233,7 @@ class Monitor:
         del self.execs[exec_id]
 
     def _record_exec(self, exec_id: str, pid: int, code: int) -> None:
-        d = self.cfg.dir / EXECS_DIR
+        d = Path(self.view.dir, EXECS_DIR)
         d.mkdir(exist_ok=True)
         write_atomic(d / f"{exec_id}.json", json.dumps({"pid": pid, "exit_code": code}).encode(),
                      sync_dir=False)
@@ -324,7 +241,7 @@ class Monitor:
     def _finish_container(self) -> NoReturn:
         assert self.main is not None and self.main.status is not None
         self.main.close_pipes()
-        cgroup = self.cfg.cgroup
+        cgroup = self.cgroup()
         try:
             oom = cgroup.oom_kills() > 0
         except Exception:
@@ -336,7 +253,7 @@ class Monitor:
             error = f"removing cgroup: {e}"
         exit_info = {"code": procutil.exit_code(self.main.status), "oom_killed": oom,
                      "finished_at_ns": time.time_ns(), "error": error}
-        write_atomic(self.cfg.dir / EXIT_NAME, json.dumps(exit_info).encode(), sync_dir=False)
+        write_atomic(Path(self.view.dir, EXIT_NAME), json.dumps(exit_info).encode(), sync_dir=False)
         clients = [*self.waiters, *self.main.clients,
                    *(c for s in self.execs.values() for c in s.clients)]
         for exec_id, session in list(self.execs.items()):
@@ -351,7 +268,7 @@ class Monitor:
         if self.listener is not None:
             self.listener.close()
         try:
-            os.unlink(self.cfg.dir / SOCKET_NAME)
+            os.unlink(os.path.join(self.view.dir, SOCKET_NAME))
         except OSError:
             pass
         os._exit(0)
@@ -433,22 +350,27 @@ class Monitor:
 
     def _start_exec(self, client: Client, header: dict[str, Any]) -> None:
         assert self.main is not None
+        if not self.in_pid_namespace:
+            client.reply({"kind": "conflict", "message": "container is not running"})
+            client.finish()
+            return
         exec_id = str(header["exec_id"])
-        proc = process_from_json(header["process"])
+        process: dict[str, Any] = header["process"]
         stdin = bool(header.get("stdin"))
-        security = security_for(proc, self.spec.privileged, self.cfg.security,
-                                self.spec.process.seccomp_profile)
-        stdio = make_stdio(tty=proc.terminal, stdin=stdin)
+        tty = bool(process.get("terminal"))
+        stdio = make_stdio(tty=tty, stdin=stdin)
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
         pid = os.fork()
         if pid == 0:
-            exec_main(self.main.pid, self.cfg.cgroup, proc, security, stdio.child_fds, err_w)
+            launch.exec_child(self.payload, self.main.pid, self.view, process,
+                              stdio.child_fds, err_w)
         os.close(err_w)
         close_child_ends(stdio)
-        stdio = receive_console(stdio, proc.console_size)
+        size = process.get("console_size")
+        stdio = receive_console(stdio, (int(size[0]), int(size[1])) if size else None)
         failure = procutil.read_all(err_r)
         os.close(err_r)
-        session = Session(self.loop, stdio, tty=proc.terminal, log=None)
+        session = Session(self.loop, stdio, tty=tty, log=None)
         if failure:
             os.waitpid(pid, 0)
             session.close_pipes()
@@ -475,7 +397,7 @@ class Monitor:
         if client.tag == "wait":
             client.close()
         elif (isinstance(session, Session) and client.stdin
-              and (session is not self.main or self.spec.stdin_once)):
+              and (session is not self.main or self.view.stdin_once)):
             # Exec: the caller's half-close is the process's EOF; attach: only with StdinOnce.
             session.close_stdin()
 
@@ -490,23 +412,6 @@ class Monitor:
     def on_client_drained(self, client: Client) -> None:
         if isinstance(client.tag, Session):
             client.tag.update_pipes()
-
-
-def _wants_idmap(spec: ContainerSpec) -> bool:
-    return any(o in ("idmap", "ridmap") for m in (*spec.rootfs_mounts, *spec.mounts)
-               for o in m.options)
-
-
-def _userns_helper(ready_w: int, hold_r: int) -> NoReturn:
-    """The idmap helper child: unshare a user namespace, say so, wait for EOF, exit."""
-    code = 0
-    try:
-        SYSCALLS.unshare(NAMESPACE_FLAGS["user"])
-        os.write(ready_w, b"u")
-        os.read(hold_r, 1)
-    except BaseException:  # a fork must never unwind into the monitor's stack
-        code = 1
-    os._exit(code)
 
 
 class _Acceptor:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 
+_MAX_FD = 0x7FFFFFFF  # close_range's "to the end"; os.closerange stops before it
 # Signals a forwarding init passes on to its child (everything catchable but SIGCHLD).
 FORWARDED_SIGNALS = tuple(
     s for s in signal.Signals
@@ -13,17 +14,17 @@ FORWARDED_SIGNALS = tuple(
 
 
 def close_fds_except(keep: set[int]) -> None:
-    """Close every descriptor >= 3 not in *keep* (what the fork inherited from the engine)."""
-    try:
-        fds = [int(name) for name in os.listdir("/proc/self/fd")]
-    except OSError:
-        fds = list(range(3, 1024))
-    for fd in fds:
-        if fd >= 3 and fd not in keep:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+    """Close every descriptor >= 3 not in *keep* (what the fork inherited from the engine).
+
+    os.closerange is the close_range syscall: no listing of /proc/self/fd, so no
+    Python objects made (the long-lived monitor calls this).
+    """
+    low = 3
+    for fd in sorted(keep):
+        if fd >= low:
+            os.closerange(low, fd)
+            low = fd + 1
+    os.closerange(low, _MAX_FD)
 
 
 def reset_signals() -> None:

@@ -41,20 +41,23 @@ from runtime.linux.cgroups import (
     CgroupManager,
     CgroupStats,
     CgroupV2,
+    cgroup_layout,
     open_cgroup,
+    open_cgroup_in,
     remove_parent_if_unused,
 )
-from runtime.linux.monitor import (
+from runtime.linux.monitor import prepare_signals, run_monitor
+from runtime.linux.monitor_config import (
     EXECS_DIR,
     EXIT_NAME,
     SOCKET_NAME,
     STATE_NAME,
     AttachFlags,
     MonitorConfig,
-    run_monitor,
+    encode_config,
 )
 from runtime.linux.process import security_for
-from runtime.linux.zygote import ZygoteClient, ZygoteError
+from runtime.linux.zygote_client import ZygoteClient, ZygoteError
 from runtime.spec import ContainerSpec, ProcessSpec, Resources, to_json
 
 START_TIMEOUT = 60.0
@@ -139,6 +142,7 @@ class LinuxRuntime:
         self.cgroup_parent = cgroup_parent.strip("/")
         self._lock = threading.Lock()
         self._pending: dict[str, list[tuple[socket.socket, AttachFlags]]] = {}
+        self._cgroup_layout: dict[str, str] | None = None
 
     # -- paths and monitor protocol -------------------------------------------------
     def _dir(self, container_id: str) -> Path:
@@ -208,7 +212,14 @@ class LinuxRuntime:
         return state
 
     def _cgroup(self, container_id: str) -> CgroupManager:
-        return open_cgroup(str(self._state(container_id)["cgroup_path"]))
+        return self._open_cgroup(str(self._state(container_id)["cgroup_path"]))
+
+    def _open_cgroup(self, path: str) -> CgroupManager:
+        """open_cgroup, with the hierarchies probed (mountinfo read) once per runtime:
+        reading mountinfo takes the kernel's mount lock, slow while other mounts happen."""
+        if self._cgroup_layout is None:
+            self._cgroup_layout = cgroup_layout(open_cgroup(path))
+        return open_cgroup_in(self._cgroup_layout, path)
 
     # -- start ------------------------------------------------------------------------
     def start(self, spec: ContainerSpec) -> int:
@@ -221,7 +232,7 @@ class LinuxRuntime:
             shutil.rmtree(d)
         d.mkdir(parents=True)
         try:
-            cgroup = open_cgroup(spec.cgroup_path or f"{self.cgroup_parent}/{spec.id}")
+            cgroup = self._open_cgroup(spec.cgroup_path or f"{self.cgroup_parent}/{spec.id}")
             security = security_for(spec.process, spec.privileged)
         except BaseException:
             shutil.rmtree(d, ignore_errors=True)
@@ -246,15 +257,18 @@ class LinuxRuntime:
         return self._await_start(spec, d, ours, r)
 
     @staticmethod
+    @staticmethod
     def _fork_monitor(cfg: MonitorConfig, r: int) -> int:
         """The fallback when no zygote runs: fork the monitor from the engine itself."""
+        payload, fds = encode_config(cfg)
         pid = os.fork()
         if pid == 0:
             try:
                 gc.freeze()
                 gc.disable()
                 os.close(r)
-                run_monitor(cfg)
+                prepare_signals()
+                run_monitor(payload, fds)
             finally:
                 os._exit(1)
         return pid
@@ -388,7 +402,7 @@ class LinuxRuntime:
             self.wait(container_id, timeout=30)
         try:
             state = self._state(container_id)
-            open_cgroup(str(state["cgroup_path"])).remove()
+            self._open_cgroup(str(state["cgroup_path"])).remove()
         except (Conflict, NotFound):
             pass
         shutil.rmtree(d, ignore_errors=True)

@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import json
 import os
-import selectors
+import select
 import socket
 import struct
 from typing import Any, Protocol
 
-READ = selectors.EVENT_READ
-WRITE = selectors.EVENT_WRITE
+READ = select.EPOLLIN
+WRITE = select.EPOLLOUT
 CLIENT_BUFFER_LIMIT = 1 << 20  # above this, stop reading the process: it blocks, nothing drops
 STREAM_IDS = {"stdin": 0, "stdout": 1, "stderr": 2}
+# What epoll reports besides the requested events: a hangup or error must wake the reader
+# (a read then sees EOF or the error), and a writer, whose write then fails.
+_HANGUP = select.EPOLLHUP | select.EPOLLERR
 
 
 def frame(stream: str, data: bytes) -> bytes:
@@ -30,25 +33,42 @@ class Handler(Protocol):
 
 
 class Loop:
+    """One epoll registration per fd, each with its handler.
+
+    epoll directly, not the selectors module: the monitor lives as long as its
+    container and every Python object it touches costs it a private page (see
+    runtime.linux.zygote), so its loop stays this small.
+    """
+
     def __init__(self) -> None:
-        self.sel = selectors.DefaultSelector()
+        self.epoll = select.epoll()
+        self.handlers: dict[int, tuple[Handler, int]] = {}
 
     def set(self, fd: int, handler: Handler, events: int) -> None:
-        key = self.sel.get_map().get(fd)
+        current = self.handlers.get(fd)
         if not events:
-            if key is not None:
-                self.sel.unregister(fd)
-        elif key is None:
-            self.sel.register(fd, events, handler)
-        elif key.events != events or key.data is not handler:
-            self.sel.modify(fd, events, handler)
+            if current is not None:
+                del self.handlers[fd]
+                self.epoll.unregister(fd)
+        elif current is None:
+            self.epoll.register(fd, events)
+            self.handlers[fd] = (handler, events)
+        elif current != (handler, events):
+            if current[1] != events:
+                self.epoll.modify(fd, events)
+            self.handlers[fd] = (handler, events)
 
     def run_once(self, timeout: float | None) -> None:
-        for key, mask in self.sel.select(timeout):
-            current = self.sel.get_map().get(key.fd)
+        ready = self.epoll.poll(-1 if timeout is None else timeout)
+        batch = [(fd, mask, self.handlers.get(fd)) for fd, mask in ready]
+        for fd, mask, registered in batch:
+            current = self.handlers.get(fd)
             # An earlier handler in this batch may have closed (and reused) the fd.
-            if current is not None and current.data is key.data:
-                key.data.on_event(mask)
+            if registered is None or current is None or current[0] is not registered[0]:
+                continue
+            if mask & _HANGUP:
+                mask |= current[1]
+            current[0].on_event(mask & (READ | WRITE))
 
 
 class SessionLike(Protocol):

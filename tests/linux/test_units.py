@@ -11,7 +11,7 @@ import pytest
 
 from runtime.api.errors import InvalidArgument
 from runtime.linux import rootfs, seccomp
-from runtime.linux.cgroups import CgroupV2
+from runtime.linux.cgroups import CgroupV1, CgroupV2, cgroup_layout, open_cgroup, open_cgroup_in
 from runtime.linux.jsonlog import MAX_LINE, JsonLog, rfc3339nano
 from runtime.linux.syscalls import MS_BIND, MS_NOSUID, MS_RDONLY, MS_REC, MS_SLAVE
 from runtime.linux.users import resolve_user
@@ -132,3 +132,16 @@ def test_cgroup_v2_freeze_kill_remove() -> None:
         proc.wait()
         cg.remove()
         (UNIFIED / parent).rmdir()
+
+
+@pytest.mark.parametrize("path", ["cove/abc", "/one", ""])
+def test_cgroup_layout_rebuilds_the_same_manager(path: str) -> None:
+    """The monitor's helpers rebuild the engine's manager from its layout, no probe."""
+    probed = open_cgroup(path)
+    rebuilt = open_cgroup_in(json.loads(json.dumps(cgroup_layout(probed))), path)
+    assert type(rebuilt) is type(probed) and rebuilt.path == probed.path
+    if isinstance(probed, CgroupV1):
+        assert isinstance(rebuilt, CgroupV1) and rebuilt.dirs == probed.dirs
+    v2 = CgroupV2(UNIFIED, path)
+    v2_rebuilt = open_cgroup_in(cgroup_layout(v2), path)
+    assert isinstance(v2_rebuilt, CgroupV2) and v2_rebuilt.dir == v2.dir
