@@ -49,12 +49,13 @@ app.exec()
 
 def time_to_window(host: str) -> float:
     """Seconds from launching a fresh interpreter to the window shown (imports included)."""
-    env = {**os.environ, "COVE_DESKTOP_CONFIG": tempfile.mkdtemp()}
-    p = subprocess.Popen([sys.executable, "-c", SHOW, host, repr(time.time())], cwd=ROOT,
-                         env=env, stdout=subprocess.PIPE, text=True)
-    assert p.stdout is not None
-    line = p.stdout.readline().split()
-    p.wait(20)
+    with tempfile.TemporaryDirectory() as config:
+        env = {**os.environ, "COVE_DESKTOP_CONFIG": config}
+        p = subprocess.Popen([sys.executable, "-c", SHOW, host, repr(time.time())], cwd=ROOT,
+                             env=env, stdout=subprocess.PIPE, text=True)
+        assert p.stdout is not None
+        line = p.stdout.readline().split()
+        p.wait(20)
     assert line and line[0] == "shown", line
     return float(line[1])
 

@@ -130,17 +130,38 @@ class VMEngine:
     def layout(self) -> InstanceLayout:
         return InstanceLayout.named(self.settings.vm_name)
 
-    def _cove(self, *args: str) -> None:
-        cmd = [sys.executable, "-m", "runtime.cli.main", "vm", *args, self.settings.vm_name]
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
+    def _cove(self, verb: str, *flags: str) -> None:
+        cmd = [sys.executable, "-m", "runtime.cli.main", "vm", verb, self.settings.vm_name,
+               *flags]
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=False)
         if out.returncode != 0:
             raise RuntimeError((out.stderr or out.stdout).strip() or f"{cmd} failed")
 
     def start(self) -> None:
-        self._cove("start")
+        self._wait_stopped()
+        # The Resources card's values; `cove vm start` uses them when it creates the instance.
+        s = self.settings
+        self._cove("start", "--quiet", "--cpus", str(s.cpus), "--memory",
+                   str(s.memory_gib * 1024), "--disk", str(s.disk_gib))
 
     def stop(self) -> None:
         self._cove("stop")
+
+    def _wait_stopped(self, timeout: float = 60.0) -> None:
+        """Let a VM that is still powering off finish: `cove vm start` would otherwise find
+        its supervisor alive and return at once, with no socket coming back."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self._powering_off():
+            time.sleep(0.2)
+
+    def _powering_off(self) -> bool:
+        last = read_vm_events(self.layout.events, 1)
+        if not last or last[-1].kind != "stopping":
+            return False
+        try:
+            return _alive(int(self.layout.supervisor_pid.read_text().split()[0]))
+        except (OSError, ValueError, IndexError):
+            return False
 
     def logs(self, lines: int = 200) -> str:
         return _tail(self.layout.supervisor_log, lines)
@@ -200,8 +221,9 @@ def describe_vm_event(ev: VMEvent) -> str:
         words = f"{ev.kind.replace('-', ' ')} :{d['port']}"
     elif ev.kind == "clock-resync":
         words = f"clock resynced after a {d.get('jump', '?')} s jump"
-    if "t" in d and ev.kind in ("vm-started", "ssh-ready", "engine-ready", "ready"):
-        words += f" after {d['t']} s"
+    if isinstance(d.get("t"), int | float) and ev.kind in ("vm-started", "ssh-ready",
+                                                          "engine-ready", "ready"):
+        words += f" after {d['t']:.1f} s"
     if ev.message:
         words += f": {ev.message}"
     return words

@@ -125,3 +125,8 @@ def image_repo_tag(image: dict[str, Any]) -> tuple[str, str]:
     if digests:
         return str(digests[0]).partition("@")[0], "<none>"
     return "<none>", "<none>"
+
+
+def initial_capital(text: str) -> str:
+    """"engine" -> "Engine", "VM" stays "VM" (str.capitalize would make it "Vm")."""
+    return text[:1].upper() + text[1:]

@@ -86,7 +86,7 @@ class TrayController(QObject):
             old.deleteLater()
         self._subs = []
         state = self.store.state.value
-        m.addAction(f"{self.label.capitalize()}: {state}").setEnabled(False)
+        m.addAction(f"{fmt.initial_capital(self.label)}: {state}").setEnabled(False)
         if state == "running":
             m.addAction(f"Stop {self.label}", self._stop)
         else:

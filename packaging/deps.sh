@@ -13,6 +13,11 @@ if [ "$extras" = "test" ]; then
                  golang-docker-credential-helpers pass gnupg
                  libgl1 libegl1 libxkbcommon0 libfontconfig1 libdbus-1-3
                  docker.io)
+  # Desktop on a real X display (tests/desktop, bench/desktop_screens.py): Xvfb, an XEmbed
+  # tray host, pointer clicks, and the xcb libraries Qt's xcb platform plugin loads.
+  apt_packages+=(xvfb trayer xdotool libxcb-cursor0 libxcb-icccm4 libxcb-image0
+                 libxcb-keysyms1 libxcb-randr0 libxcb-render-util0 libxcb-shape0 libxcb-xkb1
+                 libxkbcommon-x11-0)
   # VM path: guest image build and tests marked "vm" (packaging/guest/README.md)
   apt_packages+=(qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-clients libvirt-dev
                  pkg-config python3-dev mmdebstrap e2fsprogs openssh-client)

@@ -77,6 +77,9 @@ class EngineView(QWidget):
         self.logs.setObjectName("log")
         self.vm_events = QListWidget()
         self.vm_events.setObjectName("events")
+        # Lines carry socket paths: wrap them in the card rather than scroll sideways.
+        self.vm_events.setWordWrap(True)
+        self.vm_events.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.vm_state = QLabel()
         self._vm_timer = QTimer(self)
         self._vm_timer.setInterval(2000)
@@ -159,10 +162,15 @@ class EngineView(QWidget):
                                  self._control_failed, what="stop")
 
     def restart(self) -> None:
+        from desktop.store import EngineState
+
         def both() -> None:
             self.control.stop()
             self.control.start()
-        self.store.runner.submit(both, lambda _: self.store.retry_now(), self._control_failed)
+        # Like Start: "starting" until it connects, not the "stopped" of the way down.
+        self.store.set_state(EngineState.STARTING, f"starting the {self.control.label} again")
+        self.store.runner.submit(both, lambda _: self.store.retry_now(), self._control_failed,
+                                 what="restart")
 
     def _control_failed(self, exc: BaseException) -> None:
         from desktop.store import EngineState

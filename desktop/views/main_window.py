@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from desktop import formatting as fmt
 from desktop import settings as settings_mod
 from desktop.control import EngineControl
 from desktop.qt import (
@@ -48,7 +49,7 @@ class MainWindow(QMainWindow):
         self.sidebar.setObjectName("sidebar")
         self.engine_dot = QLabel()
         self.engine_dot.setObjectName("engine-dot")
-        self._label = control.label.capitalize()
+        self._label = fmt.initial_capital(control.label)
         self.stack = QStackedWidget()
         for name, page in self.pages:
             self.sidebar.addItem(name)

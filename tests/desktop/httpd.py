@@ -7,6 +7,7 @@ logic over a real socket while the engine is not working end to end.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -60,7 +61,8 @@ class _Handler(BaseHTTPRequestHandler):
             line = json.dumps(msg).encode() + b"\n"
             self.wfile.write(b"%x\r\n%s\r\n" % (len(line), line))
             self.wfile.flush()
-        self.wfile.write(b"0\r\n\r\n")
+        with contextlib.suppress(BrokenPipeError):  # the client may have gone first
+            self.wfile.write(b"0\r\n\r\n")
         self.close_connection = True
 
 
