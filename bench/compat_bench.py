@@ -1,40 +1,74 @@
-"""The docker CLI against Cove vs the same CLI against Debian's dockerd, in one run.
+"""The docker CLI against Cove vs the same CLI against Debian's dockerd, side by side.
 
-Measures (median wall time of the CLI command; ratio = cove / dockerd, <= 1 is the goal):
+Measures the wall time of the CLI command (ratio = cove / dockerd, <= 1 is the goal):
 ``ps -a`` with 50 containers, ``inspect``, ``logs`` of 10 MB, events delivery latency
 (from a ``rename`` to its event reaching a running ``docker events``) and
 ``stats --no-stream`` over 5 running containers. Containers use ``--network none``
-so neither engine touches the host's network. Usage (root)::
+so neither engine touches the host's network.
 
-    .venv/bin/python -m bench.compat_bench [--runs N]
+Both engines run at once and every run times one command against each, in
+alternating order, so load from whatever else shares this 2-core machine falls on
+both alike. The report gives the median and the minimum of each side and their
+ratios. Cove runs without ``--debug``, as dockerd runs without ``-D``
+(``--debug`` to compare with Cove's per-request debug log on). Usage (root)::
+
+    .venv/bin/python -m bench.compat_bench [--runs N] [--debug]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import subprocess
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
 
-from bench.common import DOCKER_CLI, busybox_tarball, cove_engine, dockerd, median_seconds
+from bench.common import DOCKER_CLI, busybox_tarball, compile_bytecode, dockerd
+from tests.harness import EngineProcess
 
 LOG_BYTES = 10_000_000
 CONTAINERS = 50
 RUNNING = 5
 
 
-def cli(host: str) -> tuple[list[str], dict[str, str]]:
+class _QuietEngine(EngineProcess):
+    """The test harness's engine without its ``--debug`` flag (a per-request log line)."""
+
+    def __init__(self, base: Path, debug: bool) -> None:
+        super().__init__(base)
+        self._debug = debug
+
+    def argv(self) -> list[str]:
+        argv = super().argv()
+        return argv if self._debug else [a for a in argv if a != "--debug"]
+
+
+@contextlib.contextmanager
+def cove_engine(busybox_tar: Path, debug: bool) -> Iterator[EngineProcess]:
+    compile_bytecode()
+    eng = _QuietEngine(Path(tempfile.mkdtemp(prefix="cove-bench-")), debug)
+    try:
+        eng.start()
+        eng.import_image(busybox_tar, "busybox")
+        yield eng
+    finally:
+        eng.cleanup()
+
+
+def cli_env(host: str) -> dict[str, str]:
     env = {**os.environ, "DOCKER_HOST": host, "DOCKER_CONFIG": "/tmp/cove-bench-docker-config"}
     env.pop("DOCKER_CONTEXT", None)
-    return [DOCKER_CLI], env
+    return env
 
 
 def _sh(host: str, *args: str) -> str:
-    argv, env = cli(host)
-    return subprocess.run([*argv, *args], env=env, check=True, capture_output=True,
-                          timeout=300).stdout.decode()
+    return subprocess.run([DOCKER_CLI, *args], env=cli_env(host), check=True,
+                          capture_output=True, timeout=300).stdout.decode()
 
 
 def populate(host: str) -> None:
@@ -49,67 +83,107 @@ def populate(host: str) -> None:
         f"0123456789012345678901234567 | head -n {LOG_BYTES // 100}")
 
 
-def time_cmd(host: str, runs: int, *args: str) -> float:
-    argv, env = cli(host)
-    return median_seconds([*argv, *args], runs, env=env)
+def time_once(host: str, *args: str) -> float:
+    started = time.perf_counter()
+    subprocess.run([DOCKER_CLI, *args], check=True, stdout=subprocess.DEVNULL,
+                   env=cli_env(host))
+    return time.perf_counter() - started
 
 
-def event_latency(host: str, runs: int) -> float:
-    """Seconds from issuing ``docker rename`` to the rename event arriving at ``docker events``."""
-    argv, env = cli(host)
-    proc = subprocess.Popen([*argv, "events", "--filter", "event=rename", "--format",
-                             "{{.Actor.Attributes.name}}"], env=env, stdout=subprocess.PIPE)
-    assert proc.stdout is not None
-    time.sleep(1.0)  # the stream is open
-    samples = []
+class EventWatcher:
+    """A running ``docker events`` for renames; times a rename until its event arrives."""
+
+    def __init__(self, host: str) -> None:
+        self.host = host
+        self.proc = subprocess.Popen(
+            [DOCKER_CLI, "events", "--filter", "event=rename", "--format",
+             "{{.Actor.Attributes.name}}"], env=cli_env(host), stdout=subprocess.PIPE)
+        self.renames = 0
+
+    def latency(self) -> float:
+        old, new = ("b0", "ev-a") if self.renames % 2 == 0 else ("ev-a", "b0")
+        self.renames += 1
+        assert self.proc.stdout is not None
+        started = time.perf_counter()
+        subprocess.Popen([DOCKER_CLI, "rename", old, new], env=cli_env(self.host),
+                         stdout=subprocess.DEVNULL).wait()
+        line = self.proc.stdout.readline().decode().strip()
+        elapsed = time.perf_counter() - started
+        assert line == new, line
+        return elapsed
+
+    def close(self) -> None:
+        self.proc.terminate()
+        self.proc.wait()
+
+
+@dataclass
+class Samples:
+    cove: list[float] = field(default_factory=list)
+    docker: list[float] = field(default_factory=list)
+
+
+def alternate(runs: int, cove: Callable[[], float], docker: Callable[[], float]) -> Samples:
+    """One warm-up each, then *runs* pairs, the engine that goes first alternating."""
+    cove()
+    docker()
+    out = Samples()
+    for i in range(runs):
+        if i % 2 == 0:
+            out.cove.append(cove())
+            out.docker.append(docker())
+        else:
+            out.docker.append(docker())
+            out.cove.append(cove())
+    return out
+
+
+def measure(cove: str, docker: str, runs: int) -> dict[str, Samples]:
+    results: dict[str, Samples] = {}
+    for name, args, n in (
+        ("ps -a (50 containers)", ("ps", "-a"), runs),
+        ("inspect", ("inspect", "r0"), runs),
+        ("logs (10 MB)", ("logs", "logger"), runs),
+        ("stats --no-stream (5 running)", ("stats", "--no-stream"), max(3, runs // 3)),
+    ):
+        results[name] = alternate(n, lambda a=args: time_once(cove, *a),  # type: ignore[misc]
+                                  lambda a=args: time_once(docker, *a))  # type: ignore[misc]
+    watchers = EventWatcher(cove), EventWatcher(docker)
     try:
-        for i in range(runs + 1):
-            old, new = (f"b{0}", "ev-a") if i % 2 == 0 else ("ev-a", "b0")
-            started = time.perf_counter()
-            subprocess.Popen([*argv, "rename", old, new], env=env,
-                             stdout=subprocess.DEVNULL).wait()
-            line = proc.stdout.readline().decode().strip()
-            assert line == new, line
-            if i:
-                samples.append(time.perf_counter() - started)
+        time.sleep(1.0)  # both streams are open
+        results["events latency"] = alternate(runs, watchers[0].latency, watchers[1].latency)
     finally:
-        proc.terminate()
-        proc.wait()
-    return statistics.median(samples)
+        for w in watchers:
+            w.close()
+    return results
 
 
-def measure(host: str, runs: int) -> dict[str, float]:
-    populate(host)
-    cases: dict[str, Callable[[], float]] = {
-        "ps -a (50 containers)": lambda: time_cmd(host, runs, "ps", "-a"),
-        "inspect": lambda: time_cmd(host, runs, "inspect", "r0"),
-        "logs (10 MB)": lambda: time_cmd(host, runs, "logs", "logger"),
-        "events latency": lambda: event_latency(host, runs),
-        "stats --no-stream (5 running)": lambda: time_cmd(host, max(1, runs // 3), "stats",
-                                                          "--no-stream"),
-    }
-    return {name: fn() for name, fn in cases.items()}
+def report(results: dict[str, Samples], runs: int) -> None:
+    print(f"runs per case: {runs} (stats: {max(3, runs // 3)}), engines alternating")
+    print(f"{'case':32} {'cove med':>9} {'dockerd med':>11} {'ratio':>6}   "
+          f"{'cove min':>9} {'dockerd min':>11} {'ratio':>6}   {'ratio range':>12}")
+    for name, s in results.items():
+        c_med, d_med = statistics.median(s.cove), statistics.median(s.docker)
+        c_min, d_min = min(s.cove), min(s.docker)
+        pairs = sorted(c / d for c, d in zip(s.cove, s.docker, strict=True))
+        quart = len(pairs) // 4
+        spread = f"{pairs[quart]:.2f}-{pairs[-1 - quart]:.2f}"
+        print(f"{name:32} {c_med:9.4f} {d_med:11.4f} {c_med / d_med:6.2f}   "
+              f"{c_min:9.4f} {d_min:11.4f} {c_min / d_min:6.2f}   {spread:>12}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--runs", type=int, default=15)
+    parser.add_argument("--debug", action="store_true", help="run Cove with --debug")
     args = parser.parse_args()
     tar = busybox_tarball()
-    with cove_engine(tar) as cove:
-        cove_times = measure(cove.url, args.runs)
-    with dockerd(tar) as docker:
+    with cove_engine(tar, args.debug) as cove, dockerd(tar) as docker:
         if docker is None:
-            print("dockerd is not installed: cove times only")
-            docker_times = {}
-        else:
-            docker_times = measure(docker.host, args.runs)
-    print(f"{'case':34} {'cove s':>9} {'dockerd s':>10} {'ratio':>7}")
-    for name, t in cove_times.items():
-        ref = docker_times.get(name)
-        ratio = f"{t / ref:7.2f}" if ref else "    n/a"
-        ref_text = f"{ref:10.4f}" if ref else "       n/a"
-        print(f"{name:34} {t:9.4f} {ref_text} {ratio}")
+            raise SystemExit("dockerd is not installed: nothing to compare with")
+        populate(cove.url)
+        populate(docker.host)
+        report(measure(cove.url, docker.host, args.runs), args.runs)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """The engine's HTTP/1.1 server on a Unix socket, with Docker's wire conventions.
 
-One thread per connection (stdlib ``socketserver``), keep-alive, chunked
+One thread per connection (threads wait in ``accept()``), keep-alive, chunked
 request bodies (the Go CLI streams builds and uploads that way), chunked
 streaming responses flushed per message, and the hijacked ``101 UPGRADED``
 stream that attach and exec use. Routing lives in :mod:`runtime.engine.router`.
@@ -8,14 +8,16 @@ stream that attach and exec use. Routing lives in :mod:`runtime.engine.router`.
 
 from __future__ import annotations
 
-import http.server
+import contextlib
+import email.utils
+import http
 import io
 import json
 import logging
 import os
 import select
 import socket
-import socketserver
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -117,7 +119,7 @@ def json_lines(messages: Iterable[Any], content_type: str = "application/json") 
 class Request:
     """One API request as the route handlers see it."""
 
-    def __init__(self, handler: _Handler, method: str, path: str, query: str) -> None:
+    def __init__(self, handler: _Connection, method: str, path: str, query: str) -> None:
         self._handler = handler
         self.method = method
         self.path = path
@@ -187,6 +189,10 @@ class Request:
             self._body = io.BufferedReader(raw, 1 << 16)
         return self._body
 
+    def _has_body(self) -> bool:
+        headers = self.headers
+        return "transfer-encoding" in headers or (headers.get("Content-Length") or "0") != "0"
+
     def json(self, default: Any = None) -> Any:
         data = self.body().read()
         if not data.strip():
@@ -198,6 +204,8 @@ class Request:
 
     def drain(self) -> None:
         """Read what the handler left of the body so the connection can be reused."""
+        if self._body is None and not self._has_body():
+            return  # most requests: nothing to read, no reader to allocate
         body = self.body()
         while body.read(1 << 16):
             pass
@@ -222,8 +230,7 @@ class Request:
         else:
             head = f"HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\n"
         head += "".join(f"{k}: {v}\r\n" for k, v in _common_headers().items()) + "\r\n"
-        h.wfile.write(head.encode())
-        h.wfile.flush()
+        h.connection.sendall(head.encode())
         self.hijacked = True
         h.close_connection = True
         conn: socket.socket = h.connection
@@ -280,64 +287,93 @@ class Headers(dict[str, str]):
 _MAX_HEADERS = 100
 
 
-class _Handler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server: _Server
+class _Connection:
+    """One client connection: reads requests one after another and answers each.
 
-    def parse_request(self) -> bool:
-        """Request line and headers, without the stdlib's email-package header parser.
+    A lean stand-in for the stdlib's ``BaseHTTPRequestHandler``: a request costs a
+    buffered readline per header line, and a reply with a bytes body leaves in one
+    ``sendmsg`` (head and body together), so a docker CLI run (``HEAD /_ping`` then
+    the real request) costs the engine two sends.
+    """
 
-        That parser cost about half of a small request's time; Docker clients send
-        plain ``Name: value`` lines.
-        """
+    def __init__(self, sock: socket.socket, dispatch: Dispatch) -> None:
+        self.connection = sock
+        self.rfile = sock.makefile("rb")
+        self.dispatch = dispatch
+        self.headers = Headers()
         self.command = ""
+        self.path = ""
         self.close_connection = True
-        raw_line: bytes = getattr(self, "raw_requestline", b"")
-        line = str(raw_line, "iso-8859-1").rstrip("\r\n")
-        self.requestline = line
-        words = line.split()
-        if len(words) != 3 or not words[2].startswith("HTTP/1."):
-            self.request_version = "HTTP/1.0"
-            self.send_error(400, f"Bad request syntax ({line!r})")
+
+    def handle(self) -> None:
+        try:
+            while self._handle_one():
+                pass
+        except (ConnectionError, TimeoutError):
+            pass
+        finally:
+            self.rfile.close()
+
+    def _handle_one(self) -> bool:
+        """Serve one request; False when the connection is done."""
+        line = self.rfile.readline(_MAX_LINE + 1)
+        if not line:
             return False
-        self.command, self.path, self.request_version = words
+        if len(line) > _MAX_LINE:
+            self._send_error(414, "Request-URI Too Long")
+            return False
+        if not self._parse(line):
+            return False
+        if self.command not in _METHODS:
+            self._send_error(501, f"Unsupported method ({self.command!r})")
+            return False
+        self._serve()
+        return not self.close_connection
+
+    def _parse(self, raw_line: bytes) -> bool:
+        """Request line and headers (Docker clients send plain ``Name: value`` lines)."""
+        words = str(raw_line, "iso-8859-1").split()
+        if len(words) != 3 or not words[2].startswith("HTTP/1."):
+            self._send_error(400, f"Bad request syntax ({raw_line.rstrip()!r})")
+            return False
+        self.command, self.path, version = words
         headers = Headers()
+        readline = self.rfile.readline
         for _ in range(_MAX_HEADERS + 1):
-            raw = self.rfile.readline(65537)
+            raw = readline(_MAX_LINE + 1)
             if raw in (b"\r\n", b"\n", b""):
                 break
             name, sep, value = str(raw, "iso-8859-1").partition(":")
             if not sep:
-                self.send_error(400, "Bad header line")
+                self._send_error(400, "Bad header line")
                 return False
             headers[name.strip().lower()] = value.strip()
         else:
-            self.send_error(431, "Too many headers")
+            self._send_error(431, "Too many headers")
             return False
-        self.headers = headers  # type: ignore[assignment]
+        self.headers = headers
         connection = headers.get("connection", "").lower()
         self.close_connection = connection == "close" or (
-            self.request_version == "HTTP/1.0" and connection != "keep-alive"
+            version == "HTTP/1.0" and connection != "keep-alive"
         )
         if headers.get("expect", "").lower() == "100-continue":
-            self.send_response_only(100)
-            self.end_headers()
+            self.connection.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
         return True
 
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("http: " + format, *args)
-
-    def handle_one_request(self) -> None:
-        try:
-            super().handle_one_request()
-        except (ConnectionError, TimeoutError):
-            self.close_connection = True
+    def _send_error(self, status: int, message: str) -> None:
+        """A plain-text error, then the connection closes (as Go's server does)."""
+        self.close_connection = True
+        body = message.encode("utf-8", "replace") + b"\n"
+        head = (f"{_status_line(status)}Content-Type: text/plain; charset=utf-8\r\n"
+                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n")
+        with contextlib.suppress(OSError):
+            self.connection.sendall(head.encode("latin-1") + body)
 
     def _serve(self) -> None:
         started = time.monotonic()
         url = urlsplit(self.path)
         req = Request(self, self.command, unquote(url.path), url.query)
-        resp = self.server.dispatch(req)
+        resp = self.dispatch(req)
         if req.hijacked:
             return
         try:
@@ -345,64 +381,207 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         except (CoveError, ValueError, OSError):
             self.close_connection = True
         self._send(resp, head_only=self.command == "HEAD")
-        log.debug("%s %s -> %d in %.1f ms", self.command, self.path, resp.status,
-                  (time.monotonic() - started) * 1000)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("%s %s -> %d in %.1f ms", self.command, self.path, resp.status,
+                      (time.monotonic() - started) * 1000)
 
     def _send(self, resp: Response, head_only: bool) -> None:
-        self.send_response_only(resp.status)
-        headers = {**_common_headers(), **resp.headers}
-        if resp.content_type:
-            headers["Content-Type"] = resp.content_type
-        streaming = not isinstance(resp.body, bytes)
-        if streaming:
-            headers["Transfer-Encoding"] = "chunked"
-        elif resp.status not in (204, 304):
-            headers["Content-Length"] = str(len(resp.body))  # type: ignore[arg-type]
-        headers.setdefault("Date", self.date_time_string())
-        for k, v in headers.items():
-            self.send_header(k, v)
-        self.end_headers()
-        self.wfile.flush()
-        if head_only or resp.status in (204, 304):
+        body = resp.body
+        streaming = not isinstance(body, bytes)
+        head_bytes = _head(resp, streaming)
+        if head_only or resp.status in (204, 304) or streaming:
+            self.connection.sendall(head_bytes)
+            if streaming:
+                if head_only or resp.status in (204, 304):
+                    _close_iterator(body)
+                else:
+                    self._stream(body)  # type: ignore[arg-type]
             return
-        if not streaming:
-            self.wfile.write(resp.body)  # type: ignore[arg-type]
-            return
-        self._stream(resp.body)  # type: ignore[arg-type]
+        send_all(self.connection, [head_bytes, body])  # type: ignore[list-item]
 
     def _stream(self, chunks: Iterable[bytes]) -> None:
         iterator = iter(chunks)
+        sock = self.connection
         try:
             for chunk in iterator:
                 if chunk:
-                    self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
-                    self.wfile.flush()
-            self.wfile.write(b"0\r\n\r\n")
-            self.wfile.flush()
+                    send_all(sock, [b"%x\r\n" % len(chunk), chunk, b"\r\n"])
+            sock.sendall(b"0\r\n\r\n")
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
         except CoveError as e:
             # Too late for a status code: end the stream in band, as moby does.
             msg = json.dumps({"errorDetail": {"message": e.message}, "error": e.message})
             data = msg.encode() + b"\r\n"
-            self.wfile.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(data), data))
+            sock.sendall(b"%x\r\n%s\r\n0\r\n\r\n" % (len(data), data))
             self.close_connection = True
         finally:
-            close = getattr(iterator, "close", None)
-            if close is not None:
-                close()
-
-    do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _serve
+            _close_iterator(iterator)
 
 
-class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
-    daemon_threads = True
-    block_on_close = False
-    allow_reuse_address = True
+_MAX_LINE = 65536
+_METHODS = frozenset({"GET", "POST", "PUT", "DELETE", "HEAD"})
+_STATUS_LINES: dict[int, str] = {}
+
+
+def _status_line(status: int) -> str:
+    line = _STATUS_LINES.get(status)
+    if line is None:
+        try:
+            phrase = http.HTTPStatus(status).phrase
+        except ValueError:
+            phrase = ""
+        line = _STATUS_LINES[status] = f"HTTP/1.1 {status} {phrase}\r\n"
+    return line
+
+
+_COMMON_BLOCK = "".join(f"{k}: {v}\r\n" for k, v in _common_headers().items())
+
+
+def _head(resp: Response, streaming: bool) -> bytes:
+    """Status line and headers: the common ones, the response's own, then the framing."""
+    if resp.headers:
+        return _head_with_extra_headers(resp, streaming)
+    head = [_status_line(resp.status), _COMMON_BLOCK]
+    if resp.content_type:
+        head.append(f"Content-Type: {resp.content_type}\r\n")
+    if streaming:
+        head.append("Transfer-Encoding: chunked\r\n")
+    elif resp.status not in (204, 304):
+        head.append(f"Content-Length: {len(resp.body)}\r\n")  # type: ignore[arg-type]
+    head.append(_date_header())
+    head.append("\r\n")
+    return "".join(head).encode("latin-1")
+
+
+def _head_with_extra_headers(resp: Response, streaming: bool) -> bytes:
+    """The general case (ping's few extra headers): a response's own header wins over a
+    common one, the framing headers win over the response's, and its Date is kept."""
+    headers = {**_common_headers(), **resp.headers}
+    if resp.content_type:
+        headers["Content-Type"] = resp.content_type
+    if streaming:
+        headers["Transfer-Encoding"] = "chunked"
+    elif resp.status not in (204, 304):
+        headers["Content-Length"] = str(len(resp.body))  # type: ignore[arg-type]
+    text = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    if "Date" not in headers:
+        text += _date_header()
+    return f"{_status_line(resp.status)}{text}\r\n".encode("latin-1")
+
+
+_date_cache: tuple[int, str] = (0, "")
+
+
+def _date_header() -> str:
+    """``Date:``, formatted once per second rather than once per response."""
+    global _date_cache
+    now = int(time.time())
+    second, text = _date_cache
+    if second != now:
+        text = f"Date: {email.utils.formatdate(now, usegmt=True)}\r\n"
+        _date_cache = (now, text)
+    return text
+
+
+def _close_iterator(iterator: object) -> None:
+    close = getattr(iterator, "close", None)
+    if close is not None:
+        close()
+
+
+def send_all(sock: socket.socket, parts: list[bytes]) -> None:
+    """Send *parts* back to back with as few syscalls as the kernel allows (one, usually):
+    gathered by ``sendmsg`` instead of joined into a copy, the rest resent on a short send."""
+    total = sum(len(p) for p in parts)
+    sent = sock.sendmsg(parts)
+    if sent == total:
+        return
+    rest = b"".join(parts)[sent:]
+    sock.sendall(rest)
+
+
+class _Server:
+    """Accepts connections on a Unix socket and serves each on its own thread.
+
+    Threads wait in ``accept()`` themselves (leader/follower) instead of a selector
+    thread handing each connection to a thread started for it: the thread that
+    accepts serves at once, and spare threads stay parked in ``accept()`` for the
+    next client. Only when every spare is busy (long streams, parallel clients) is a
+    new thread started; a finished thread goes back to waiting unless enough already
+    do.
+    """
+
+    SPARE = 2  # threads kept waiting in accept()
+    MAX_IDLE = 8  # more than this many idle threads exit
 
     def __init__(self, path: str, dispatch: Dispatch) -> None:
         self.dispatch = dispatch
-        super().__init__(path, _Handler)
+        self.socket = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            self.socket.bind(path)
+            self.socket.listen(128)
+        except OSError:
+            self.socket.close()
+            raise
+        self._lock = threading.Lock()
+        self._waiting = 0  # threads in (or about to enter) accept()
+        self._stopping = False
+        self._stopped = threading.Event()
+
+    def serve_forever(self) -> None:
+        for _ in range(self.SPARE):
+            self._spawn()
+        self._stopped.wait()
+
+    def _spawn(self) -> None:
+        with self._lock:
+            if self._stopping:
+                return
+            self._waiting += 1
+        threading.Thread(target=self._worker, name="http", daemon=True).start()
+
+    def _worker(self) -> None:
+        while True:
+            try:
+                sock, _ = self.socket.accept()
+            except OSError:
+                if self._stopping:
+                    return
+                time.sleep(0.01)  # EMFILE and the like: back off, then wait again
+                continue
+            with self._lock:
+                self._waiting -= 1
+                short = self._waiting < 1
+            if short:
+                self._spawn()
+            self._serve(sock)
+            with self._lock:
+                if self._stopping or self._waiting >= self.MAX_IDLE:
+                    return
+                self._waiting += 1
+
+    def _serve(self, sock: socket.socket) -> None:
+        try:
+            _Connection(sock, self.dispatch).handle()
+        except Exception:
+            log.exception("http connection failed")
+        finally:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_WR)
+            sock.close()
+
+    def shutdown(self) -> None:
+        """Stop accepting (wakes every thread parked in accept()); open connections
+        are not waited for, as before."""
+        with self._lock:
+            self._stopping = True
+        with contextlib.suppress(OSError):
+            self.socket.shutdown(socket.SHUT_RDWR)
+        self._stopped.set()
+
+    def server_close(self) -> None:
+        self.socket.close()
 
 
 class UnixHTTPServer:
@@ -421,7 +600,7 @@ class UnixHTTPServer:
             _chgrp(path, group)
 
     def serve_forever(self) -> None:
-        self._server.serve_forever(poll_interval=0.5)
+        self._server.serve_forever()
 
     def shutdown(self) -> None:
         self._server.shutdown()

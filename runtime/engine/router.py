@@ -52,12 +52,25 @@ def _compile(template: str) -> re.Pattern[str]:
     return re.compile(f"^{out}$")
 
 
+def _first_segment(path: str) -> str:
+    return path.split("/", 2)[1] if path.startswith("/") else ""
+
+
 class Router:
     def __init__(self) -> None:
         self._routes: list[_Route] = []
+        # Routes by the literal first segment of their template, in registration order:
+        # a request tries only the few under its own first segment, not all ~100.
+        self._by_segment: dict[str, list[_Route]] = {}
+        self._segment_index_usable = True  # False once a template starts with a parameter
 
     def add(self, method: str, template: str, handler: Handler) -> None:
-        self._routes.append(_Route(method, _compile(template), template, handler))
+        route = _Route(method, _compile(template), template, handler)
+        self._routes.append(route)
+        segment = _first_segment(template)
+        if "{" in segment or not template.startswith("/"):
+            self._segment_index_usable = False
+        self._by_segment.setdefault(segment, []).append(route)
 
     def route(self, method: str, template: str) -> Callable[[Handler], Handler]:
         def deco(fn: Handler) -> Handler:
@@ -101,7 +114,11 @@ class Router:
     def _match(self, req: Request) -> Handler:
         method = "GET" if req.method == "HEAD" else req.method
         path_matched = False
-        for route in self._routes:
+        if self._segment_index_usable:
+            candidates = self._by_segment.get(_first_segment(req.path), [])
+        else:
+            candidates = self._routes
+        for route in candidates:
             m = route.pattern.match(req.path)
             if not m:
                 continue

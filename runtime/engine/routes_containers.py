@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from runtime.api.errors import CoveError, InvalidArgument, NotFound
+from runtime.engine.health import check_of
 from runtime.engine.http import Request, Response, json_response, no_content
 from runtime.engine.records import Container
 from runtime.engine.router import Router
@@ -21,17 +22,32 @@ if TYPE_CHECKING:
 def register(router: Router, engine: Engine) -> None:
     svc = engine.containers
 
-    def image_config(c: Container, seen: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
-        """The image's config section; *seen* caches it across one list request."""
-        if seen is not None and c.image_id in seen:
-            return seen[c.image_id]
+    # Image ID -> the config section of that image. An image's config is fixed by its ID
+    # (the ID is the config's digest), so only the image's presence needs checking per
+    # request; parsing the config blob again on every list and inspect dominated them.
+    # The dicts are shared: callers only read them.
+    configs: dict[str, dict[str, Any]] = {}
+
+    def image_config(c: Container) -> dict[str, Any]:
+        """The image's config section ({} when the image is gone)."""
         try:
-            cfg: dict[str, Any] = engine.images.get(c.image_id).config.get("config") or {}
+            engine.images.record(c.image_id)
         except CoveError:
-            cfg = {}
-        if seen is not None:
-            seen[c.image_id] = cfg
+            configs.pop(c.image_id, None)
+            return _uncached_image_config(engine, c.image_id)
+        cfg = configs.get(c.image_id)
+        if cfg is None:
+            cfg = _uncached_image_config(engine, c.image_id)
+            if len(configs) >= _MAX_CACHED_CONFIGS:
+                configs.clear()
+            configs[c.image_id] = cfg
         return cfg
+
+    def health_of(c: Container, cfg: dict[str, Any]) -> dict[str, Any] | None:
+        """``State.Health``; without a healthcheck there is none to look up."""
+        if check_of(c.config, cfg) is None:
+            return None
+        return engine.health.health(c)
 
     @router.route("POST", "/containers/create")
     def create(req: Request) -> Response:
@@ -52,16 +68,18 @@ def register(router: Router, engine: Engine) -> None:
             limit = 1
         if limit > 0:
             items = items[:limit]
-        configs: dict[str, dict[str, Any]] = {}
-        out = [with_health(summary(c, image_config(c, configs)), c) for c in items]
+        out = [with_health(c) for c in items]
         if req.bool_arg("size"):
             for entry in out:
                 entry["SizeRw"] = 0
                 entry["SizeRootFs"] = 0
         return json_response(out)
 
-    def with_health(entry: dict[str, Any], c: Container) -> dict[str, Any]:
-        status = engine.health.status(c) if c.running else ""
+    def with_health(c: Container) -> dict[str, Any]:
+        cfg = image_config(c)
+        entry = summary(c, cfg)
+        health = health_of(c, cfg) if c.running else None
+        status = str(health["Status"]) if health else ""
         if status:
             entry["Status"] += " (health: starting)" if status == "starting" else f" ({status})"
         return entry
@@ -69,8 +87,9 @@ def register(router: Router, engine: Engine) -> None:
     @router.route("GET", "/containers/{id}/json")
     def inspect_(req: Request) -> Response:
         c = svc.get(req.params["id"])
-        data = inspect(c, image_config(c))
-        health = engine.health.health(c)
+        cfg = image_config(c)
+        data = inspect(c, cfg)
+        health = health_of(c, cfg)
         if health is not None:
             data["State"]["Health"] = health
         if req.bool_arg("size"):
@@ -165,6 +184,17 @@ def register(router: Router, engine: Engine) -> None:
                     continue
         return json_response({"ContainersDeleted": deleted or None,
                               "SpaceReclaimed": reclaimed})
+
+
+_MAX_CACHED_CONFIGS = 256
+
+
+def _uncached_image_config(engine: Engine, image_id: str) -> dict[str, Any]:
+    try:
+        cfg: dict[str, Any] = engine.images.get(image_id).config.get("config") or {}
+    except CoveError:
+        cfg = {}
+    return cfg
 
 
 def _explicit_status(filters: dict[str, list[str]]) -> bool:

@@ -7,6 +7,7 @@ lists (compat-notes §e).
 
 from __future__ import annotations
 
+import functools
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -18,7 +19,10 @@ from runtime.engine.state import Status
 ZERO_TIME = "0001-01-01T00:00:00Z"
 
 
+@functools.lru_cache(maxsize=4096)
 def rfc3339(ns: int) -> str:
+    """Cached: the same few created/started/finished times are formatted on every
+    list and inspect."""
     if ns <= 0:
         return ZERO_TIME
     secs, frac = divmod(ns, 1_000_000_000)
@@ -149,6 +153,7 @@ def inspect(c: Container, image_config: dict[str, Any]) -> dict[str, Any]:
         "Name": restart.get("Name") or "no",
         "MaximumRetryCount": int(restart.get("MaximumRetryCount") or 0),
     }
+    directory = str(c.directory)
     return {
         "Id": c.id,
         "Created": rfc3339(c.created_ns),
@@ -156,9 +161,9 @@ def inspect(c: Container, image_config: dict[str, Any]) -> dict[str, Any]:
         "Args": args,
         "State": state(c),
         "Image": c.image_id,
-        "ResolvConfPath": str(c.directory / "resolv.conf"),
-        "HostnamePath": str(c.directory / "hostname"),
-        "HostsPath": str(c.directory / "hosts"),
+        "ResolvConfPath": f"{directory}/resolv.conf",
+        "HostnamePath": f"{directory}/hostname",
+        "HostsPath": f"{directory}/hosts",
         "LogPath": str(c.log_path),
         "Name": "/" + c.name,
         "RestartCount": c.restart_count,
