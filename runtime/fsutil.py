@@ -38,8 +38,8 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o644, *, sync_dir: bool =
         os.close(dir_fd)
 
 
-def write_json_atomic(path: Path, obj: Any) -> None:
-    write_atomic(path, json.dumps(obj, indent=1, sort_keys=True).encode())
+def write_json_atomic(path: Path, obj: Any, *, sync_dir: bool = True) -> None:
+    write_atomic(path, json.dumps(obj, indent=1, sort_keys=True).encode(), sync_dir=sync_dir)
 
 
 def read_json(path: Path) -> Any:
