@@ -1,11 +1,13 @@
 """PID 1 of the Cove guest: mount, configure, start sshd and the engine, reap, power off.
 
 Under TCG, systemd + udev cost about 15 s of boot; this init does the few things the guest
-needs in well under a second of Python. Order matters for time to SSH:
+needs. The boot itself is EARLY_INIT (busybox sh, see there for its order: the engine starts
+first and imports while the shell mounts); this module's :func:`main` is the fallback boot
+and, with ``--adopt``, the PID 1 that takes over from it:
 
 1. kernel filesystems (proc, sys, dev, run, cgroup2)
 2. the seed disk (keys, hostname, clock), then the network (static slirp address)
-3. sshd (the host's readiness check), then the data disk on /var/lib/cove, then the engine
+3. sshd, the data disk on /var/lib/cove and the virtiofs shares, then the engine
 4. reap every child forever; SIGTERM/SIGINT/SIGPWR mean power off cleanly
 
 The data disk is formatted on first boot only (ext4 label ``cove-data``), so engine data
@@ -39,6 +41,9 @@ DATA_DIR = "/var/lib/cove"
 SSH_DIR = "/run/cove/ssh"
 GUEST_CONFIG = "/etc/cove/guest.json"  # written at image build: default engine argv
 ENGINE_LOG = "/run/cove/engine.log"
+# Created once the data disk and the shares are mounted; the image's engine argv waits for
+# it (``--start-after``) so that it can import its modules while PID 1 is still mounting.
+MOUNTS_READY = "/run/cove/mounts-ready"
 DEFAULT_ENGINE_ARGV = (
     "/usr/local/bin/cove",
     "engine",
@@ -74,7 +79,7 @@ def _mount(source: str, target: str, fstype: str, options: str = "") -> None:
         else:
             data.append(opt)
     Path(target).mkdir(parents=True, exist_ok=True)
-    if os.path.ismount(target) and fstype != "ext4":
+    if os.path.ismount(target) and fstype not in ("ext4", "virtiofs"):
         return  # the initramfs already moved /sys, /proc and /dev here
     rc = _libc().mount(
         source.encode(),
@@ -168,9 +173,17 @@ def mount_data_disk() -> None:
 
 
 def mount_shares(config: seedmod.SeedConfig) -> None:
-    for share in config.shares:
+    """Mount the virtiofs shares EARLY_INIT did not (paths it cannot parse, or no early init)."""
+    missing = [s for s in config.shares if not os.path.ismount(s.mountpoint)]
+    if missing:
         subprocess.run(["modprobe", "virtiofs"], check=False)
+    for share in missing:
         _mount(share.tag, share.mountpoint, "virtiofs")
+
+
+def mounts_ready() -> None:
+    """Let an engine started with ``--start-after MOUNTS_READY`` open its data root."""
+    Path(MOUNTS_READY).touch()
 
 
 def engine_argv(config: seedmod.SeedConfig) -> tuple[str, ...]:
@@ -235,15 +248,41 @@ def _step(fn: Callable[[], T], fallback: T) -> T:
         return fallback
 
 
+# Kernel modules the engine needs as it starts (nftables NAT, the bridge) and the first
+# container needs (veth, overlay). Loaded on demand, each is a usermode-helper modprobe
+# process while the engine waits: ~15 s in all under TCG. One modprobe at boot, in parallel
+# with the engine's Python start-up, costs ~1 s of the other vCPU.
+PRELOAD_MODULES = (
+    "nf_tables",
+    "nft_chain_nat",
+    "nft_nat",
+    "nft_masq",
+    "nft_fib_ipv4",
+    "nft_ct",
+    "bridge",
+    "veth",
+    "overlay",
+)
+
 # Stage 1 of PID 1, installed as /usr/sbin/cove-init by vmhost.guestimage. busybox sh starts
-# in milliseconds where Python takes ~3 s under TCG, so sshd and the engine are started here
-# with the image defaults, and Python (main(adopt=...)) takes over as PID 1 to supervise.
+# in milliseconds where Python takes seconds under TCG. Every fork+exec costs tens of ms under
+# TCG, so this uses shell builtins (read, parameter expansion) wherever it can. Order:
+#
+# 1. the engine first (its Python start-up is the longest step of the boot): it imports its
+#    modules, then waits for MOUNTS_READY before it touches /var/lib/cove (--start-after)
+# 2. one background modprobe (PRELOAD_MODULES), the seed (keys), the network, sshd
+# 3. the data disk and the shares (virtiofs, at the host path, so bind mounts of host paths
+#    work), then MOUNTS_READY: the engine can never answer before its mounts are in place
+# 4. when the engine listens (or after ~20 s), Python takes over as PID 1 to supervise
+#
+# Debian's busybox sh runs its own applets first (ip, modprobe, mount...): tools whose
+# busybox version lacks something (ip -batch, modprobe's module aliases) go by full path.
 EARLY_INIT = r"""#!/bin/busybox sh
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root
 bb=/bin/busybox
 $bb mount -t proc -o nosuid,nodev,noexec proc /proc
 $bb mount -t sysfs -o nosuid,nodev,noexec sysfs /sys
-$bb mountpoint -q /dev || $bb mount -t devtmpfs -o mode=0755,nosuid devtmpfs /dev
+[ -c /dev/null ] || $bb mount -t devtmpfs -o mode=0755,nosuid devtmpfs /dev
 $bb mkdir -p /dev/pts /dev/shm
 $bb mount -t devpts -o gid=5,mode=620,ptmxmode=666 devpts /dev/pts
 $bb mount -t tmpfs -o nosuid,nodev tmpfs /dev/shm
@@ -251,38 +290,85 @@ $bb mount -t tmpfs -o mode=0755,nosuid,nodev tmpfs /run
 $bb mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs /tmp
 $bb mount -t cgroup2 -o nsdelegate cgroup2 /sys/fs/cgroup
 $bb mkdir -p /run/sshd /run/cove/ssh /run/lock
-dev_by_serial() {
-  for s in /sys/block/vd*/serial; do
-    d=${s%/serial}
-    [ "$($bb cat "$s" 2>/dev/null)" = "$1" ] && { echo "/dev/${d##*/}"; return; }
-  done
-}
-seed=$(dev_by_serial cove-seed)
-[ -n "$seed" ] && $bb tar -xf "$seed" -C /run/cove/ssh 2>/dev/null
-$bb rm -f /run/cove/ssh/config.json
-$bb chmod 600 /run/cove/ssh/ssh_host_ed25519_key 2>/dev/null
-nic=$($bb ls /sys/class/net | $bb grep -v '^lo$' | $bb head -n1)
-ip link set lo up; ip addr add 10.0.2.15/24 dev "$nic"; ip link set "$nic" up
-ip route add default via 10.0.2.2
-$bb setsid /usr/sbin/sshd -D -e </dev/null >/dev/console 2>&1 &
-sshd=$!
-data=$(dev_by_serial cove-data)
-if [ -n "$data" ]; then
-  dumpe2fs -h "$data" >/dev/null 2>&1 || mkfs.ext4 -q -L cove-data -E nodiscard "$data"
-  $bb mount -t ext4 -o noatime "$data" /var/lib/cove
-fi
 engine=0
 if [ -f /etc/cove/engine.argv ]; then
-  $bb setsid sh -c 'exec $(cat /etc/cove/engine.argv)' </dev/null >/run/cove/engine.log 2>&1 &
+  read -r engine_argv < /etc/cove/engine.argv
+  $bb setsid $engine_argv </dev/null >/run/cove/engine.log 2>&1 &
   engine=$!
-  # Python as PID 1 costs ~3 s of CPU under TCG, and the engine's own Python start-up is the
-  # slowest step of the boot: let the engine have the CPUs until it listens (at most ~20 s).
-  # Reaping waits until then; the host's readiness ping falls back to dial-stdio meanwhile.
+fi
+/sbin/modprobe -qa @MODULES@ </dev/null >/dev/null 2>&1 &
+find_disk() {  # sets $disk to /dev/vdX whose virtio serial is $1 (no subshell, no fork)
+  disk=""
+  for s in /sys/block/vd*/serial; do
+    v=""; read -r v < "$s"
+    if [ "$v" = "$1" ]; then d=${s%/serial}; disk=/dev/${d##*/}; return; fi
+  done
+}
+find_disk cove-seed
+[ -n "$disk" ] && $bb tar -xf "$disk" -C /run/cove/ssh 2>/dev/null
+cfg=""
+[ -f /run/cove/ssh/config.json ] && read -r cfg < /run/cove/ssh/config.json
+$bb rm -f /run/cove/ssh/config.json
+$bb chmod 600 /run/cove/ssh/ssh_host_ed25519_key 2>/dev/null
+# "shares": [{"mountpoint": "/home/me", "tag": "share0"}, ...] (sorted keys, one line).
+# Paths JSON escapes (backslash) are left to the Python stage.
+shares=""
+nl='
+'
+case "$cfg" in *'"shares": [{'*)
+  rest=${cfg#*'"shares": ['}; rest=${rest%%']'*}
+  while [ "${rest#*'"mountpoint": "'}" != "$rest" ]; do
+    rest=${rest#*'"mountpoint": "'}; mp=${rest%%'"'*}
+    rest=${rest#*'"tag": "'}; tag=${rest%%'"'*}
+    case "$mp$tag" in *\\*) ;; *) shares="$shares$tag=$mp$nl" ;; esac
+  done
+  /sbin/modprobe -q virtiofs </dev/null >/dev/null 2>&1 &
+  vfs=$!
+;; esac
+for nic in /sys/class/net/*; do nic=${nic##*/}; [ "$nic" != lo ] && break; done
+/bin/ip -batch - <<IP
+link set lo up
+addr add 10.0.2.15/24 dev $nic
+link set $nic up
+route add default via 10.0.2.2
+IP
+$bb setsid /usr/sbin/sshd -D -e </dev/null >/dev/console 2>&1 &
+sshd=$!
+find_disk cove-data
+if [ -n "$disk" ] && ! $bb mount -t ext4 -o noatime "$disk" /var/lib/cove 2>/dev/null; then
+  # Format only a new disk: zeros where the ext2/3/4 magic would be (never a disk that has
+  # something else there, nor when od fails).
+  magic=$($bb od -An -tx1 -j1080 -N2 "$disk")
+  if [ "${magic# }" = "00 00" ]; then
+    mkfs.ext4 -q -L cove-data -E nodiscard "$disk" &&
+      $bb mount -t ext4 -o noatime "$disk" /var/lib/cove
+  fi
+fi
+if [ -n "$shares" ]; then
+  wait $vfs
+  IFS=$nl
+  for s in $shares; do
+    $bb mkdir -p "${s#*=}" && $bb mount -t virtiofs "${s%%=*}" "${s#*=}"
+  done
+  unset IFS
+fi
+: > @MOUNTS_READY@
+if [ $engine -ne 0 ]; then
+  # Python as PID 1 costs seconds of CPU under TCG: let the engine have the vCPUs until it
+  # listens (at most ~20 s). Sleeping on a fifo read is a builtin: no process per tick.
+  $bb mkfifo /run/cove/.tick && exec 3<>/run/cove/.tick
   i=0
-  while [ ! -S /run/cove/engine.sock ] && [ $i -lt 200 ]; do $bb usleep 100000; i=$((i+1)); done
+  while [ ! -S @ENGINE_SOCKET@ ] && [ $i -lt 200 ]; do read -r -t 0.1 -u 3 _; i=$((i+1)); done
+  exec 3<&-
+  $bb rm -f /run/cove/.tick
 fi
 exec /usr/bin/python3 -I -m guestagent init --adopt "sshd=$sshd" --adopt "engine=$engine"
 """
+EARLY_INIT = (
+    EARLY_INIT.replace("@MODULES@", " ".join(PRELOAD_MODULES))
+    .replace("@MOUNTS_READY@", MOUNTS_READY)
+    .replace("@ENGINE_SOCKET@", ENGINE_SOCKET)
+)
 
 
 def main(adopt: dict[str, int] | None = None) -> None:
@@ -304,11 +390,12 @@ def main(adopt: dict[str, int] | None = None) -> None:
     sshd.start()
     log.info("sshd up after %.2fs", time.monotonic() - t0)
     _step(mount_data_disk, None)
+    _step(lambda: mount_shares(config), None)
+    _step(mounts_ready, None)
     engine = Service("engine", engine_argv(config), log_path=ENGINE_LOG)
     _step(engine.start, None)
     log.info("engine started after %.2fs", time.monotonic() - t0)
     _step(start_api_proxy, None)
-    _step(lambda: mount_shares(config), None)
     supervise([sshd, engine])
 
 
@@ -329,11 +416,12 @@ def _adopted(adopt: dict[str, int]) -> None:
     )
     if not os.path.ismount(DATA_DIR):
         _step(mount_data_disk, None)
+    _step(lambda: mount_shares(config), None)
+    _step(mounts_ready, None)
     if config.engine_argv or not engine.pid:  # the seed overrides the image's engine
         engine.stop()
         engine.restart_at = now
     _step(start_api_proxy, None)
-    _step(lambda: mount_shares(config), None)
     log.info("supervising sshd=%d engine=%d", sshd.pid, engine.pid)
     supervise([sshd, engine])
 

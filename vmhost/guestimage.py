@@ -29,7 +29,7 @@ import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from guestagent.init import EARLY_INIT
+from guestagent.init import EARLY_INIT, MOUNTS_READY
 from runtime.api.errors import Forbidden, Internal, Unavailable
 from runtime.fsutil import write_atomic, write_json_atomic
 from vmhost import layout
@@ -64,10 +64,16 @@ ENGINE_ARGV = [
     "unix:///run/cove/engine.sock",
     "--data-root",
     "/var/lib/cove",
+    "--start-after",  # imports first, the data root once PID 1 has mounted it
+    MOUNTS_READY,
 ]
+# Under TCG every boot-time cycle counts: cryptomgr.notests skips the crypto self-tests
+# (~1.3 s); tsc=reliable keeps the TSC as clocksource (QEMU's TSC is one host clock for all
+# vCPUs, but the boot-time sync check fails under emulation and the kernel falls back to
+# HPET, whose every read is an emulated MMIO access, and which has no vDSO fast path).
 KERNEL_CMDLINE = (
     "console=ttyS0 root=/dev/vda rw rootfstype=ext4 init=/usr/sbin/cove-init "
-    "loglevel=4 mitigations=off panic=-1 net.ifnames=0"
+    "loglevel=4 mitigations=off panic=-1 net.ifnames=0 cryptomgr.notests tsc=reliable"
 )
 
 
@@ -249,11 +255,16 @@ def build(
         manifest["build_seconds"] = took
         write_json_atomic(out / layout.IMAGE_MANIFEST, manifest)
         prune(cache, keep=KEEP_IMAGES)
+    else:
+        # prune() keeps the most recently *used* images: a running VM's base must not go
+        # because other checkouts built three newer ones meanwhile.
+        os.utime(out)
     return image_at(out)
 
 
 def prune(cache: Path, keep: int) -> None:
-    """Drop all but the *keep* newest built images (running VMs' overlays use recent ones)."""
+    """Drop all but the *keep* most recently built or used images (running VMs' overlays
+    use recent ones)."""
     images = sorted(cache.glob("image-*"), key=lambda p: p.stat().st_mtime, reverse=True)
     for old in images[keep:]:
         if not old.name.startswith("image-release-"):

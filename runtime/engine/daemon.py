@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import fcntl
+import gc
 import json
 import logging
 import os
@@ -20,7 +21,7 @@ from typing import Any
 
 from runtime.api.errors import CoveError
 from runtime.engine import userns
-from runtime.engine.engine import Engine, EngineConfig
+from runtime.engine.engine import Engine, EngineConfig, preload
 from runtime.engine.http import UnixHTTPServer
 from runtime.layout import (
     DEFAULT_DATA_ROOT,
@@ -31,6 +32,7 @@ from runtime.layout import (
 )
 
 log = logging.getLogger("runtime.engine")
+START_AFTER_TIMEOUT = 120.0
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -49,7 +51,20 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="default|uid:gid|user[:group]: containers' root is that user's "
                         "first subordinate id (default: user cove-remap, created if missing)")
     p.add_argument("-D", "--debug", action="store_true")
+    # The VM guest's init: import everything now, open the data root once PATH exists.
+    p.add_argument("--start-after", default="", help=argparse.SUPPRESS)
     return p.parse_args(argv)
+
+
+def _wait_for(path: Path, timeout: float) -> None:
+    """Block until *path* exists; after *timeout*, log and go on (better a running engine
+    on the wrong disk than none: the VM's supervisor reports what the log says)."""
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if time.monotonic() > deadline:
+            log.warning("%s did not appear in %.0fs; starting anyway", path, timeout)
+            return
+        time.sleep(0.05)
 
 
 class _JsonFormatter(logging.Formatter):
@@ -86,8 +101,12 @@ def _take_pidfile(path: Path) -> int:
 
 
 def main(argv: list[str]) -> int:
+    gc.disable()  # until listening: see __main__.py
     args = parse_args(argv)
     _setup_logging(args.debug)
+    if args.start_after:
+        preload()
+        _wait_for(Path(args.start_after), START_AFTER_TIMEOUT)
     layout = EngineLayout(Path(args.data_root), Path(args.exec_root))
     socket_path = args.host.removeprefix("unix://") if args.host else str(
         layout.exec_root / "engine.sock")
@@ -118,6 +137,10 @@ def main(argv: list[str]) -> int:
     except CoveError as e:
         print(f"cove engine: {e}", file=sys.stderr)
         return 1
+    finally:
+        # What start-up built lives as long as the daemon: keep it out of every collection.
+        gc.freeze()
+        gc.enable()
     _serve(server, engine)
     os.close(pid_fd)
     return 0

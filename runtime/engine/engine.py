@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 import platform
 import socket
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING
 
 from runtime.engine.containers import ContainerService
@@ -78,20 +80,7 @@ class Engine:
         self._register_routes()
 
     def _register_routes(self) -> None:
-        import importlib
-
-        for name in (
-            "routes_system", "routes_containers", "routes_streams", "routes_images",
-            "routes_networks", "routes_volumes", "routes_archive", "routes_build",
-            "routes_rootfs",
-        ):
-            try:
-                module = importlib.import_module(f"runtime.engine.{name}")
-            except ModuleNotFoundError as e:
-                if e.name != f"runtime.engine.{name}":
-                    raise
-                log.debug("route module %s not present", name)
-                continue
+        for module in _route_modules():
             module.register(self.router, self)
 
     def restore(self) -> None:
@@ -117,6 +106,41 @@ class Engine:
         self.health.stop()
         self.networks.shutdown()
         self.runtime.close()
+
+
+ROUTE_MODULES = (
+    "routes_system", "routes_containers", "routes_streams", "routes_images",
+    "routes_networks", "routes_volumes", "routes_archive", "routes_build",
+    "routes_rootfs",
+)
+SERVICE_MODULES = (
+    "runtime.images.store", "runtime.linux.runtime", "runtime.net.manager",
+    "runtime.volumes.manager",
+)
+
+
+def _route_modules() -> list[ModuleType]:
+    """The route modules present, in registration order (the first matching route wins)."""
+    modules = []
+    for name in ROUTE_MODULES:
+        try:
+            modules.append(importlib.import_module(f"runtime.engine.{name}"))
+        except ModuleNotFoundError as e:
+            if e.name != f"runtime.engine.{name}":
+                raise
+            log.debug("route module %s not present", name)
+    return modules
+
+
+def preload() -> None:
+    """Import everything Engine() imports, without touching any state or directory.
+
+    Under TCG the imports are most of the engine's start-up; the guest's init starts the
+    engine before the data disk is mounted and lets it do this part meanwhile
+    (``--start-after``)."""
+    for name in SERVICE_MODULES:
+        importlib.import_module(name)
+    _route_modules()
 
 
 def _engine_id(data_root: Path) -> str:

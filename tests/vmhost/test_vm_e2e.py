@@ -1,9 +1,11 @@
 """End to end under TCG: ONE VM boot shared by the module (a few minutes in all).
 
-Boots the guest through libvirt + the supervisor, imports busybox through the relay socket,
-runs a container with a published port and reaches it on host 127.0.0.1, drives the real
-docker CLI (incl. exec -it) through the relay, drops the SSH connection mid-stream and
-recovers, then restarts the VM and finds the image still there (data disk).
+Boots the guest through libvirt + the supervisor, with the user's home shared (virtiofs, at
+the same path), imports busybox through the relay socket, runs a container with a published
+port and reaches it on host 127.0.0.1, drives the real docker CLI (incl. exec -it) through
+the relay, bind-mounts a directory of the host's home into a container (read and write back),
+drops the SSH connection mid-stream and recovers, then restarts the VM and finds the image
+and the home share still there (data disk, share mounted again at boot).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -25,7 +28,8 @@ from vmhost import control, instance, layout
 pytestmark = [pytest.mark.vm, pytest.mark.timeout(1200)]
 ROOT = Path(__file__).resolve().parents[2]
 DOCKER = shutil.which("docker") or "/usr/bin/docker"
-NAME = "e2e"
+NAME = "e2e-boot"  # the libvirt domain name is host-wide: not the relay tests' VM
+HOME = Path.home()
 
 
 def _why_not() -> str | None:
@@ -56,7 +60,9 @@ def vm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
     image = guestimage.build()  # cached in /var/cache/cove/guest; ~75 s cold, ~15 s per checkout
     mp.setenv("COVE_GUEST_IMAGE", str(image.root.parent))
-    config = instance.InstanceConfig(name=NAME, cpus=2, memory_mib=1024, disk_gib=4)
+    config = instance.InstanceConfig(
+        name=NAME, cpus=2, memory_mib=1024, disk_gib=4, shares=(str(HOME),)
+    )
     try:
         sock = control.start(config, timeout=900)
         yield sock
@@ -177,6 +183,30 @@ def test_exec_it_through_relay(vm: str, web: tuple[str, int]) -> None:
     assert b"exec-42" in out and b"/dev/pts/" in out
 
 
+def _bind_mount_roundtrip(sock: str) -> None:
+    """A container reads a file the host wrote under $HOME and writes one back."""
+    with tempfile.TemporaryDirectory(prefix=".cove-e2e-share-", dir=HOME) as tmp:
+        host_dir = Path(tmp)
+        (host_dir / "from-host.txt").write_text("written on the host\n")
+        out = docker(
+            sock,
+            "run",
+            "--rm",
+            "-v",
+            f"{host_dir}:/shared",
+            "busybox",
+            "sh",
+            "-c",
+            "cat /shared/from-host.txt && echo written in the container > /shared/back.txt",
+        )
+        assert out == "written on the host\n"
+        assert (host_dir / "back.txt").read_text() == "written in the container\n"
+
+
+def test_home_share_bind_mount(vm: str, web: tuple[str, int]) -> None:
+    _bind_mount_roundtrip(vm)
+
+
 def test_ssh_connection_killed_mid_stream_recovers(vm: str, web: tuple[str, int]) -> None:
     _, port = web
     argv = [sys.executable, "-m", "runtime.cli.main", "-H", f"unix://{vm}", "events"]
@@ -207,3 +237,4 @@ def test_restart_keeps_images(vm: str, web: tuple[str, int]) -> None:
     assert sock == vm
     assert "busybox" in cove(vm, "images", "--format", "{{.Repository}}")
     assert cove(vm, "run", "--rm", "busybox", "echo", "again").strip() == "again"
+    _bind_mount_roundtrip(vm)  # the share is mounted again at boot
