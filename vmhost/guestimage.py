@@ -133,10 +133,19 @@ def build_base(cache: Path, mirror: str) -> Path:
 
 
 def build_wheel(dest: Path) -> Path:
-    _run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(dest), str(ROOT)],
-        env={**os.environ, "SOURCE_DATE_EPOCH": EPOCH},
-    )
+    import fcntl  # image builds run on Linux only; vmhost itself must import everywhere
+
+    # setuptools builds in the checkout's own build/ folder: two builds at once (two VMs
+    # started together, or tests beside a bench) trip over each other's files there.
+    key = hashlib.sha256(str(ROOT).encode()).hexdigest()[:12]
+    lock_path = Path(tempfile.gettempdir(), f"cove-wheel-{key}.lock")
+    with open(lock_path, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        _run(
+            [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(dest),
+             str(ROOT)],
+            env={**os.environ, "SOURCE_DATE_EPOCH": EPOCH},
+        )
     wheels = sorted(dest.glob("cove-*.whl"))
     if not wheels:
         raise Internal("guest image: pip wheel produced no cove wheel")
