@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from guestagent import __version__
-from guestagent.protocol import ENGINE_SOCKET, Port
+from guestagent.protocol import ENGINE_SOCKET
 from runtime.api.errors import CoveError
 
 
@@ -25,19 +25,21 @@ def _dial_stdio(args: argparse.Namespace) -> int:
 
 def _events(args: argparse.Namespace) -> int:
     from guestagent.clock import SystemClock
-    from guestagent.engineports import published_ports
-    from guestagent.events import watch
-    from guestagent.health import engine_ping
+    from guestagent.engineports import EngineEvents, published_ports
+    from guestagent.events import Timing, watch
     from guestagent.ports import PROC_FILES, listening_ports
 
     files = tuple(args.proc_file) if args.proc_file else PROC_FILES
-
-    def ports() -> set[Port]:
-        return listening_ports(files) | published_ports(args.socket)
-
-    for event in watch(
-        SystemClock(), ports, lambda: engine_ping(args.socket), interval=args.interval
-    ):
+    clock = SystemClock()
+    feed = EngineEvents(args.socket, clock).start()
+    events = watch(
+        clock,
+        feed,
+        lambda: listening_ports(files),
+        lambda: published_ports(args.socket),
+        Timing(resync=args.resync, heartbeat=args.heartbeat),
+    )
+    for event in events:
         try:
             sys.stdout.write(event.to_line())
             sys.stdout.flush()
@@ -90,7 +92,17 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(func=_dial_stdio)
     e = sub.add_parser("events", help="JSON-lines stream of port and engine events")
     e.add_argument("--socket", default=ENGINE_SOCKET)
-    e.add_argument("--interval", type=float, default=1.0)
+    # --interval was the poll period; a periodic full re-read is what is left of it
+    # (vmhost.testing.LocalGuest still passes it to see fake /proc files change quickly).
+    e.add_argument(
+        "--resync",
+        "--interval",
+        dest="resync",
+        type=float,
+        default=30.0,
+        help="seconds between full re-reads of the ports (engine events trigger one at once)",
+    )
+    e.add_argument("--heartbeat", type=float, default=5.0, help="seconds between heartbeats")
     e.add_argument("--proc-file", action="append", help=argparse.SUPPRESS)
     e.set_defaults(func=_events)
     i = sub.add_parser("info", help="health and disk usage as JSON")
