@@ -66,12 +66,14 @@ class EventBus:
         return [e for _, e in newest_first][::-1]
 
     def subscribe(
-        self, since_ns: int | None = None, until_ns: int | None = None, poll: float = 1.0
+        self, since_ns: int | None = None, until_ns: int | None = None, poll: float = 5.0
     ) -> Iterator[Event | None]:
         """Past events from *since_ns*, then live ones; stops at *until_ns* (if given).
 
         Yields ``None`` after each quiet *poll* interval so a streaming caller can
-        check whether its client is still there.
+        check whether its client is still there. The interval is long because every
+        idle subscriber (a VM's guest agent, the desktop) wakes at that rate; an *until_ns*
+        nearer than that shortens the wait so the stream still ends on time.
         """
         with self._cond:
             if since_ns is not None:
@@ -88,7 +90,7 @@ class EventBus:
                 return
             with self._cond:
                 if self._seq == last:
-                    self._cond.wait(poll)
+                    self._cond.wait(_wait_for(poll, until_ns))
                 fresh = self._since(last)
                 last = self._seq
             if not fresh:
@@ -97,3 +99,10 @@ class EventBus:
                 if until_ns is not None and event.time_nano > until_ns:
                     return
                 yield event
+
+
+def _wait_for(poll: float, until_ns: int | None) -> float:
+    """Seconds to sleep: *poll*, or less when *until_ns* comes sooner."""
+    if until_ns is None:
+        return poll
+    return max(0.0, min(poll, (until_ns - time.time_ns()) / 1e9))
