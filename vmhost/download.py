@@ -1,8 +1,9 @@
 """Release artefacts for macOS/Windows hosts: download once, verify sha256, resume.
 
 Cache shape (Lima's downloader): ``<cache>/downloads/by-url-sha256/<sha256(url)>/`` with
-``url``, ``data`` (complete and verified) and ``data.partial`` (an interrupted download,
-resumed with an HTTP Range request). A server that ignores Range gets a fresh download.
+``url``, ``data`` (complete and verified), ``sha256`` (what ``data`` was verified against) and
+``data.partial`` (an interrupted download, resumed with an HTTP Range request). A server that
+ignores Range gets a fresh download. Nothing unverified is ever named ``data``.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import http.client
 import os
+import shutil
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -21,6 +23,7 @@ from vmhost import layout
 
 Progress = Callable[[int, int], None]  # (bytes so far, total or 0)
 CHUNK = 256 * 1024
+VERIFIED = "sha256"
 
 
 def cache_dir(url: str, cache: Path) -> Path:
@@ -51,7 +54,7 @@ def fetch(
         raise InvalidArgument(f"download {url}: sha256 must be 64 hex digits")
     d = cache_dir(url, cache or layout.cache_home())
     data, partial = d / "data", d / "data.partial"
-    if data.exists():
+    if _verified(d, sha256):
         return data
     d.mkdir(parents=True, exist_ok=True)
     write_atomic(d / "url", url.encode())
@@ -62,9 +65,9 @@ def fetch(
     except urllib.error.HTTPError as e:
         if e.code == 416 and have:  # already complete
             return _finish(partial, data, sha256, url, size)
-        raise Unavailable(f"download {url}: HTTP {e.code}") from e
+        raise Unavailable(f"download {url}: HTTP {e.code} {e.reason}") from e
     except (urllib.error.URLError, OSError) as e:
-        raise Unavailable(f"download {url}: {e}") from e
+        raise Unavailable(f"download {url}: {describe(e)}") from e
     with resp:
         resumed = have and resp.status == 206
         if not resumed:
@@ -97,4 +100,39 @@ def _finish(partial: Path, data: Path, sha256: str, url: str, size: int | None =
         partial.unlink()
         raise Unavailable(f"download {url}: sha256 mismatch (got {got}, want {sha256})")
     os.replace(partial, data)
+    write_atomic(data.with_name(VERIFIED), sha256.lower().encode())
     return data
+
+
+def _verified(d: Path, sha256: str) -> bool:
+    """Whether ``data`` is there and was verified against *sha256*: a URL republished with
+    other content (a new manifest, same file name) must not get the old bytes."""
+    data = d / "data"
+    if not data.exists():
+        return False
+    try:
+        recorded = (d / VERIFIED).read_text().strip()
+    except FileNotFoundError:
+        recorded = _sha256_file(data)  # a cache from before the sha256 file: check it once
+    if recorded == sha256.lower():
+        return True
+    data.unlink()
+    (d / VERIFIED).unlink(missing_ok=True)
+    return False
+
+
+def discard(url: str, cache: Path | None = None) -> None:
+    """Forget *url*'s download (once its contents live elsewhere, e.g. an unpacked image)."""
+    shutil.rmtree(cache_dir(url, cache or layout.cache_home()), ignore_errors=True)
+
+
+def describe(e: BaseException) -> str:
+    """One readable line for a network error (urllib's own repr nests the reason)."""
+    if isinstance(e, urllib.error.HTTPError):
+        return f"HTTP {e.code} {e.reason}"
+    if isinstance(e, urllib.error.URLError):
+        reason = e.reason
+        return reason.strerror or str(reason) if isinstance(reason, OSError) else str(reason)
+    if isinstance(e, OSError) and e.strerror:
+        return e.strerror
+    return str(e) or type(e).__name__

@@ -26,11 +26,12 @@ import tarfile
 import tempfile
 import time
 import zipfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from guestagent.init import EARLY_INIT, MOUNTS_READY
-from runtime.api.errors import Forbidden, Internal, Unavailable
+from runtime.api.errors import Forbidden, Internal, InvalidArgument, Unavailable
 from runtime.fsutil import write_atomic, write_json_atomic
 from vmhost import layout
 from vmhost.initrd import build_initrd
@@ -271,6 +272,77 @@ def build(
     return image_at(out)
 
 
+SOURCE_ENV = "COVE_GUEST_SOURCE"  # auto (default), build or release
+PINNED_ENV = "COVE_GUEST_IMAGE"  # a built image dir (tests, benchmarks)
+SOURCES = ("auto", "build", "release")
+
+
+def resolve(
+    *,
+    cache: Path | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    step: Callable[[str], None] | None = None,
+) -> GuestImage:
+    """The image ``cove vm start`` boots: ``COVE_GUEST_IMAGE`` when set; else built here when
+    this host can (:func:`can_build`); else the release for this cove version and arch from
+    ``COVE_RELEASE_URL`` (or the project's), downloaded once into the cache
+    (:func:`vmhost.release.ensure`; *progress* and *step* report the download).
+    ``COVE_GUEST_SOURCE=build`` or ``release`` forces one of the two. Settings travel as
+    environment variables: the supervisor, a separate process, resolves the same way."""
+    if pinned := os.environ.get(PINNED_ENV):
+        return _pinned(Path(pinned))
+    cache = cache or layout.cache_home()
+    if _builds_here():
+        return build(cache=cache / "guest")
+    from vmhost import release  # it imports this module
+
+    return release.ensure(cache=cache, progress=progress, step=step)
+
+
+def prefetch(
+    *,
+    progress: Callable[[int, int], None] | None = None,
+    step: Callable[[str], None] | None = None,
+) -> GuestImage | None:
+    """For the CLI, before it spawns the supervisor: download the release now, with progress
+    on the user's terminal, when :func:`resolve` would download one (the supervisor's own
+    ``resolve()`` then finds it cached). A pinned or locally built image: nothing to do here
+    (None), the supervisor resolves it as before."""
+    if os.environ.get(PINNED_ENV) or _builds_here():
+        return None
+    return resolve(progress=progress, step=step)
+
+
+def _builds_here() -> bool:
+    source = guest_source()
+    return source == "build" or (source == "auto" and can_build())
+
+
+def guest_source() -> str:
+    source = os.environ.get(SOURCE_ENV, "").strip().lower() or "auto"
+    if source not in SOURCES:
+        raise InvalidArgument(f"{SOURCE_ENV}={source}: use one of {', '.join(SOURCES)}")
+    return source
+
+
+def can_build() -> bool:
+    """Whether this host can build the image: Linux, root (unpacking keeps ownership),
+    mmdebstrap and mke2fs, and a checkout with the recipe (a wheel install has none)."""
+    return (
+        sys.platform.startswith("linux")
+        and os.geteuid() == 0
+        and all(shutil.which(tool) for tool in ("mmdebstrap", "mke2fs"))
+        and (RECIPE_DIR / "build-base.sh").is_file()
+    )
+
+
+def _pinned(path: Path) -> GuestImage:
+    try:
+        return image_at(path)
+    except (OSError, ValueError, KeyError) as e:
+        raise InvalidArgument(f"{PINNED_ENV}={path}: not a built guest image dir ({e})") from e
+
+
 def prune(cache: Path, keep: int) -> None:
     """Drop all but the *keep* most recently built or used images (running VMs' overlays
     use recent ones)."""
@@ -340,4 +412,13 @@ def summary(image: GuestImage) -> dict[str, object]:
     return {"key": image.key, "dir": str(image.root.parent), **manifest}
 
 
-__all__ = ["GuestImage", "asdict", "build", "compressed_size", "image_at", "summary"]
+__all__ = [
+    "GuestImage",
+    "asdict",
+    "build",
+    "compressed_size",
+    "image_at",
+    "prefetch",
+    "resolve",
+    "summary",
+]

@@ -20,7 +20,16 @@ Guest image cache (``/var/cache/cove/guest`` as root, else the user cache dir)::
 
     base-<key>/{base.tar,vmlinuz,initrd.img}      stage 1 (mmdebstrap), keyed by the recipe
     image-<key>/{root.raw,vmlinuz,initrd.img,manifest.json}   stage 2 (+ cove wheel)
-    downloads/by-url-sha256/<sha>/{url,data,data.partial}     release artefacts
+    image-release-<version>-<arch>/{same files}   a downloaded release (vmhost.release.ensure)
+    .image-release-<version>-<arch>.lock          one download of a release at a time
+
+Release downloads, under the cache dir itself (dropped once a release is unpacked)::
+
+    downloads/by-url-sha256/<sha>/{url,data,sha256,data.partial}   data.partial: resumable
+
+Which image ``cove vm start`` boots (vmhost.guestimage.resolve): ``COVE_GUEST_IMAGE`` (a dir
+as above), else a local build where the host can, else the release for this cove version;
+``COVE_GUEST_SOURCE=auto|build|release`` forces one, ``COVE_RELEASE_URL`` moves the release.
 """
 
 from __future__ import annotations

@@ -14,25 +14,36 @@ one from a built image; the root disk is xz so that hosts need nothing beyond Py
 unpack it (the kernel is already compressed). :func:`fetch_release` downloads each file once
 (progress, size, sha256, resume: :mod:`vmhost.download`), unpacks the root sparsely, checks
 its sha256 and leaves an image dir that :func:`vmhost.guestimage.image_at` understands.
+
+``cove vm start`` on a host that cannot build (:func:`vmhost.guestimage.resolve`) calls
+:func:`ensure`: the release for this cove version and arch under ``<base>/<version>/<arch>/``
+(``COVE_RELEASE_URL`` or :data:`RELEASE_BASE_URL`), installed once as
+``<cache>/guest/image-release-<version>-<arch>/`` and reused without network afterwards.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import http.client
+import importlib.metadata
 import json
 import lzma
 import os
 import platform
 import re
 import shutil
+import sys
+import tempfile
+import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TextIO
 
-from runtime.api.errors import Internal, InvalidArgument, Unavailable
+from runtime.api.errors import Internal, InvalidArgument, NotFound, Unavailable
 from runtime.fsutil import write_json_atomic
 from vmhost import download, layout
 from vmhost.guestimage import GuestImage, image_at
@@ -44,6 +55,13 @@ FILES = (layout.IMAGE_KERNEL, layout.IMAGE_INITRD, ROOT_XZ)
 BLOCK = 1 << 20
 XZ_PRESET = 6  # -9 saves ~3 % more and takes twice as long; unpacking speed is the same
 VERSION_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}")
+RELEASE_PREFIX = "image-release-"
+KEEP_RELEASES = 2
+# Where `cove vm start` finds released images when this host cannot build one (see
+# manifest_url for the layout under it); COVE_RELEASE_URL points elsewhere (a mirror, tests).
+RELEASE_BASE_URL = "https://releases.cove.dev/guest"
+RELEASE_URL_ENV = "COVE_RELEASE_URL"
+PINNED_IMAGE_ENV = "COVE_GUEST_IMAGE"
 _ARCHES = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
 
 Step = Callable[[str], None]
@@ -200,48 +218,217 @@ def fetch_release(
     cache: Path | None = None,
     progress: download.Progress | None = None,
     arch: str | None = None,
+    version: str | None = None,
+    step: Step | None = None,
 ) -> GuestImage:
+    """Download the release at *manifest_url* into the image cache (once) and return it.
+    *version*, when given, must be the manifest's: a mislabelled upload is refused. A failure
+    leaves no image dir behind, only verified downloads and resumable ``.partial`` files."""
     cache = cache or layout.cache_home()
-    try:
-        with urllib.request.urlopen(manifest_url, timeout=30) as r:
-            raw = r.read()
-    except (OSError, ValueError) as e:
-        raise Unavailable(f"guest release {manifest_url}: {e}") from e
-    release = parse_manifest(raw, manifest_url)
+    release = parse_manifest(_get(manifest_url), manifest_url)
     want_arch = arch or host_arch()
     if release.arch != want_arch:
         raise InvalidArgument(
             f"guest release {manifest_url} is for {release.arch}, this host needs {want_arch}"
         )
-    out = cache / "guest" / f"image-release-{release.version}-{release.arch}"
+    if version is not None and release.version != version:
+        raise InvalidArgument(
+            f"guest release {manifest_url} is version {release.version}, this cove needs {version}"
+        )
+    out = release_dir(cache, release.version, release.arch)
     if (out / layout.IMAGE_MANIFEST).exists():
         return image_at(out)
-    got = {
-        n: download.fetch(
-            urllib.parse.urljoin(manifest_url, f["url"]),
-            f["sha256"],
-            size=f.get("size"),
-            cache=cache,
-            progress=progress,
+    urls = {n: urllib.parse.urljoin(manifest_url, f["url"]) for n, f in release.files.items()}
+    got: dict[str, Path] = {}
+    for name in FILES:
+        f = release.files[name]
+        if step:
+            step(f"{name}: downloading {human_size(int(f.get('size') or 0))}")
+        got[name] = download.fetch(
+            urls[name], f["sha256"], size=f.get("size"), cache=cache, progress=progress
         )
-        for n, f in release.files.items()
-    }
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    root = release.files[ROOT_XZ]
-    _unpack_sparse(
-        got[ROOT_XZ],
-        tmp / layout.IMAGE_ROOT,
-        root.get("unpacked_size"),
-        root.get("unpacked_sha256"),
-    )
-    for n in (layout.IMAGE_KERNEL, layout.IMAGE_INITRD):
-        shutil.copyfile(got[n], tmp / n)
-    write_json_atomic(
-        tmp / layout.IMAGE_MANIFEST,
-        {"key": out.name, "version": release.version, "cmdline": release.cmdline},
-    )
-    shutil.rmtree(out, ignore_errors=True)
-    os.replace(tmp, out)
+    try:
+        _install(release, got, out, step)
+    except Unavailable:
+        _discard(urls.values(), cache)  # verified downloads of an inconsistent release
+        raise
+    _discard(urls.values(), cache)  # unpacked now: the compressed copies are dead weight
     return image_at(out)
+
+
+def _get(url: str) -> bytes:
+    try:
+        with urllib.request.urlopen(url, timeout=30) as r:
+            return bytes(r.read())
+    except urllib.error.HTTPError as e:
+        error = NotFound if e.code == 404 else Unavailable
+        raise error(f"guest release {url}: {download.describe(e)}") from e
+    except (OSError, ValueError, http.client.HTTPException) as e:
+        raise Unavailable(f"guest release {url}: {download.describe(e)}") from e
+
+
+def _install(release: Release, got: dict[str, Path], out: Path, step: Step | None) -> None:
+    """Unpack and verify into a hidden temporary dir, then rename it into place: an image
+    dir with a manifest is always complete."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    try:
+        if step:
+            step(f"{ROOT_XZ}: unpacking and verifying")
+        root = release.files[ROOT_XZ]
+        _unpack_sparse(
+            got[ROOT_XZ],
+            tmp / layout.IMAGE_ROOT,
+            root.get("unpacked_size"),
+            root.get("unpacked_sha256"),
+        )
+        for n in (layout.IMAGE_KERNEL, layout.IMAGE_INITRD):
+            shutil.copyfile(got[n], tmp / n)
+        write_json_atomic(
+            tmp / layout.IMAGE_MANIFEST,
+            {"key": out.name, "version": release.version, "cmdline": release.cmdline},
+        )
+        shutil.rmtree(out, ignore_errors=True)
+        os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _discard(urls: Iterable[str], cache: Path) -> None:
+    for url in urls:
+        download.discard(url, cache)
+
+
+def release_dir(cache: Path, version: str, arch: str) -> Path:
+    return cache / "guest" / f"{RELEASE_PREFIX}{version}-{arch}"
+
+
+def release_base_url() -> str:
+    """Where releases live: ``COVE_RELEASE_URL`` (a mirror, a test server) or the project's."""
+    return os.environ.get(RELEASE_URL_ENV) or RELEASE_BASE_URL
+
+
+def manifest_url(base_url: str, version: str, arch: str) -> str:
+    """``<base>/<version>/<arch>/release.json``: ``cove vm image pack -o <dir>/<version>/<arch>``
+    then uploading ``<dir>`` as is publishes a release."""
+    return f"{base_url.rstrip('/')}/{version}/{arch}/{MANIFEST}"
+
+
+def cove_version() -> str:
+    """This cove's version: the guest must run the same engine as the host's CLI expects."""
+    try:
+        return importlib.metadata.version("cove")
+    except importlib.metadata.PackageNotFoundError:
+        return "0.0.0"
+
+
+def ensure(
+    *,
+    base_url: str | None = None,
+    version: str | None = None,
+    arch: str | None = None,
+    cache: Path | None = None,
+    progress: download.Progress | None = None,
+    step: Step | None = None,
+) -> GuestImage:
+    """The released image for this cove version and arch: from the cache (no network), else
+    downloaded once from :func:`manifest_url` and verified (:func:`fetch_release`)."""
+    cache = cache or layout.cache_home()
+    version = version or cove_version()
+    arch = arch or host_arch()
+    out = release_dir(cache, version, arch)
+    if not (out / layout.IMAGE_MANIFEST).exists():
+        # Two `cove vm start`s at once would append to the same .partial files.
+        with _exclusive(out.with_name(f".{out.name}.lock")):
+            if not (out / layout.IMAGE_MANIFEST).exists():
+                url = manifest_url(base_url or release_base_url(), version, arch)
+                _download_release(url, out, version, arch, cache, progress, step)
+    os.utime(out)  # most recently used: pruning keeps it
+    return image_at(out)
+
+
+def _download_release(
+    url: str,
+    out: Path,
+    version: str,
+    arch: str,
+    cache: Path,
+    progress: download.Progress | None,
+    step: Step | None,
+) -> None:
+    for leftover in out.parent.glob(f".{out.name}-*"):  # a killed unpack (we hold the lock)
+        shutil.rmtree(leftover, ignore_errors=True)
+    try:
+        fetch_release(url, cache=cache, progress=progress, arch=arch, version=version, step=step)
+    except NotFound as e:
+        raise NotFound(
+            f"no guest image release {version} for {arch} at {url} (HTTP 404): set "
+            f"{RELEASE_URL_ENV} to a mirror, or {PINNED_IMAGE_ENV} to a built image dir"
+        ) from e
+    prune_releases(out.parent, keep=KEEP_RELEASES)
+
+
+def prune_releases(guest_cache: Path, keep: int) -> None:
+    """Drop all but the *keep* most recently used release images (older cove versions')."""
+    images = sorted(
+        (p for p in guest_cache.glob(f"{RELEASE_PREFIX}*") if p.is_dir()),
+        key=lambda p: p.stat().st_mtime,
+        reverse=True,
+    )
+    for old in images[keep:]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _exclusive(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        try:
+            import fcntl
+        except ImportError:  # Windows: no flock; concurrent first starts are the user's call
+            yield
+            return
+        fcntl.flock(f, fcntl.LOCK_EX)
+        yield
+
+
+class TextProgress:
+    """Download progress for a terminal, drawn like ``docker pull``'s: each step is a line,
+    redrawn in place with the bytes so far; on a pipe only the step lines (logs stay
+    readable). ``step`` and ``progress`` are the callbacks :func:`ensure` takes."""
+
+    def __init__(self, out: TextIO | None = None, prefix: str = "") -> None:
+        self.out = out or sys.stderr
+        self.tty = self.out.isatty()
+        self.prefix = prefix
+        self.label = ""  # the step line the cursor is on (tty only)
+
+    def step(self, what: str) -> None:
+        self.close()
+        self.label = self.prefix + what
+        self.out.write(self.label + ("" if self.tty else "\n"))
+        self.out.flush()
+
+    def progress(self, done: int, total: int) -> None:
+        if not self.tty:
+            return
+        of = f" / {human_size(total)}" if total else ""
+        self.out.write(f"\r\x1b[2K{self.label} {_bar(done, total)} {human_size(done)}{of}")
+        self.out.flush()
+
+    def close(self) -> None:
+        if self.tty and self.label:
+            self.out.write("\n")
+            self.out.flush()
+        self.label = ""
+
+
+def human_size(n: int) -> str:
+    return f"{n / 2**10:.0f} KiB" if n < 2**20 else f"{n / 2**20:.1f} MiB"
+
+
+def _bar(done: int, total: int, width: int = 30) -> str:
+    if not total:
+        return ""
+    filled = min(width, width * done // total)
+    return "[" + "=" * filled + (">" if filled < width else "") + " " * (width - filled - 1) + "]"

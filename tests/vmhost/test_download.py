@@ -75,6 +75,25 @@ def test_sha_mismatch_discards(server: str, tmp_path: Path) -> None:
     assert not (cache_dir(server, tmp_path) / "data.partial").exists()
 
 
+def test_republished_url_is_downloaded_again(server: str, tmp_path: Path) -> None:
+    """The cache answers only for the sha256 it verified: a manifest that now wants other
+    bytes at the same URL gets a fresh download (here: the server's, which do not match)."""
+    fetch(server, hashlib.sha256(DATA).hexdigest(), cache=tmp_path)
+    with pytest.raises(Unavailable, match="sha256 mismatch"):
+        fetch(server, "1" * 64, cache=tmp_path)
+    assert _RangeHandler.ranges == ["", ""]
+    assert not (cache_dir(server, tmp_path) / "data").exists()
+
+
+def test_unreachable_server_is_one_readable_line(tmp_path: Path) -> None:
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _RangeHandler)
+    url = f"http://127.0.0.1:{httpd.server_address[1]}/x"
+    httpd.server_close()  # nothing listens there now
+    with pytest.raises(Unavailable) as e:
+        fetch(url, "0" * 64, cache=tmp_path)
+    assert str(e.value) == f"download {url}: Connection refused"
+
+
 def test_release_roundtrip_over_local_http(tmp_path: Path) -> None:
     """write_release -> serve the dir on 127.0.0.1 -> fetch_release unpacks an image dir."""
     from vmhost.guestimage import GuestImage
@@ -112,9 +131,10 @@ class _Quiet(SimpleHTTPRequestHandler):
         pass
 
 
-class _RangeFiles(SimpleHTTPRequestHandler):
+class RangeFiles(SimpleHTTPRequestHandler):
     """Static files with Range support; the first GET of each name in ``cut`` sends only
-    half of the body (with the full Content-Length), as a dropped connection would."""
+    half of the body (with the full Content-Length), as a dropped connection would.
+    Also serves test_release_source.py."""
 
     cut: set[str] = set()
     requests: list[tuple[str, str]] = []
@@ -125,7 +145,7 @@ class _RangeFiles(SimpleHTTPRequestHandler):
     def do_GET(self) -> None:
         path = Path(self.translate_path(self.path))
         rng = self.headers.get("Range", "")
-        _RangeFiles.requests.append((path.name, rng))
+        RangeFiles.requests.append((path.name, rng))
         if not path.is_file():
             self.send_error(404)
             return
@@ -138,17 +158,18 @@ class _RangeFiles(SimpleHTTPRequestHandler):
         self.send_response(206 if rng else 200)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        if path.name in _RangeFiles.cut:
-            _RangeFiles.cut.discard(path.name)
+        if path.name in RangeFiles.cut:
+            RangeFiles.cut.discard(path.name)
             self.wfile.write(body[: len(body) // 2])
             self.close_connection = True
             return
         self.wfile.write(body)
 
 
-def _small_image(d: Path) -> Path:
+def small_image(d: Path) -> Path:
     """A real (if tiny) guest image dir: an ext4 root made by mke2fs -d, sparse like the
-    real one, plus a kernel and an initrd of random bytes and the build's manifest.json."""
+    real one, plus a kernel and an initrd of random bytes and the build's manifest.json.
+    Also used by test_release_source.py."""
     if shutil.which("mke2fs") is None:
         pytest.skip("mke2fs not installed")
     tree = d / "tree"
@@ -185,7 +206,7 @@ def _cove(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
 def test_pack_serve_fetch_roundtrip(tmp_path: Path) -> None:
     """`cove vm image pack` -> a 127.0.0.1 HTTP server -> `cove vm image fetch` (the real
     download path: sizes, sha256, a resumed root download) -> the same bytes, still sparse."""
-    image = _small_image(tmp_path)
+    image = small_image(tmp_path)
     home = tmp_path / "home"
     pub = tmp_path / "srv" / "v1"
     packed = _cove(
@@ -206,10 +227,10 @@ def test_pack_serve_fetch_roundtrip(tmp_path: Path) -> None:
     assert xz["unpacked_size"] == root.stat().st_size == 32 << 20
     assert xz["size"] < 2 << 20  # compressed (the blob is 300 KB of random bytes)
 
-    handler = functools.partial(_RangeFiles, directory=str(tmp_path / "srv"))
+    handler = functools.partial(RangeFiles, directory=str(tmp_path / "srv"))
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    _RangeFiles.requests, _RangeFiles.cut = [], {"root.raw.xz"}
+    RangeFiles.requests, RangeFiles.cut = [], {"root.raw.xz"}
     try:
         url = f"http://127.0.0.1:{httpd.server_address[1]}/v1/release.json"
         first = _cove(home, "fetch", "-q", url)
@@ -220,8 +241,8 @@ def test_pack_serve_fetch_roundtrip(tmp_path: Path) -> None:
         httpd.shutdown()
         httpd.server_close()
     got = Path(second.stdout.strip())
-    assert ("root.raw.xz", "") in _RangeFiles.requests
-    resumed = [r for n, r in _RangeFiles.requests if n == "root.raw.xz" and r]
+    assert ("root.raw.xz", "") in RangeFiles.requests
+    resumed = [r for n, r in RangeFiles.requests if n == "root.raw.xz" and r]
     assert resumed == [f"bytes={xz['size'] // 2}-"]
     assert (got / "root.raw").read_bytes() == root.read_bytes()
     assert (got / "root.raw").stat().st_blocks * 512 < 8 << 20  # unpacked sparsely
@@ -237,7 +258,7 @@ def test_fetch_refuses_other_arch(tmp_path: Path) -> None:
     from vmhost.release import fetch_release, pack
 
     pub = tmp_path / "pub"
-    pack(image_at(_small_image(tmp_path)), pub, version="1", arch="riscv64")
+    pack(image_at(small_image(tmp_path)), pub, version="1", arch="riscv64")
     handler = functools.partial(_Quiet, directory=str(pub))
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
@@ -251,7 +272,7 @@ def test_fetch_refuses_other_arch(tmp_path: Path) -> None:
 
 
 def test_pack_refuses_a_root_that_changed_since_its_build(tmp_path: Path) -> None:
-    image = _small_image(tmp_path)
+    image = small_image(tmp_path)
     manifest = json.loads((image / "manifest.json").read_text())
     manifest["files"] = {"root.raw": {"sha256": hashlib.sha256(b"other").hexdigest()}}
     (image / "manifest.json").write_text(json.dumps(manifest))
