@@ -39,7 +39,7 @@ import tarfile
 import tempfile
 import time
 from collections.abc import Iterator
-from typing import IO, TYPE_CHECKING, Any, NoReturn
+from typing import IO, TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from runtime.images.idshift import IdShift
@@ -280,50 +280,10 @@ def _idmap(shift: IdShift | None) -> Idmap | None:
     if shift is None:
         return None
     from runtime.linux.rootfs import Idmap
+    from runtime.linux.userns_fd import user_namespace_fd  # loaded by _load_remap
 
-    return Idmap(_userns_fd(shift), shift.uid_mappings, shift.gid_mappings)
-
-
-def _userns_fd(shift: IdShift) -> int:
-    """An fd of a new user namespace with *shift*'s maps, to idmap mounts through.
-
-    A helper child unshares the namespace and waits; we write its maps, keep an fd
-    (which keeps the namespace alive) and let the child exit. Call it only from a
-    single-threaded process (the archive worker): it forks.
-    """
-    ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
-    hold_r, hold_w = os.pipe2(os.O_CLOEXEC)
-    pid = os.fork()
-    if pid == 0:
-        os.close(ready_r)
-        os.close(hold_w)
-        _userns_child(ready_w, hold_r)
-    os.close(ready_w)
-    os.close(hold_r)
-    try:
-        if os.read(ready_r, 1) != b"u":
-            raise OSError(errno.EPERM, "idmapped mounts: could not create a user namespace")
-        for name, maps in (("uid_map", shift.uid_mappings), ("gid_map", shift.gid_mappings)):
-            with open(f"/proc/{pid}/{name}", "w") as f:
-                f.write("".join(f"{m.container_id} {m.host_id} {m.size}\n" for m in maps))
-        return os.open(f"/proc/{pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
-    finally:
-        os.close(ready_r)
-        os.close(hold_w)  # EOF: the helper exits
-        os.waitpid(pid, 0)
-
-
-def _userns_child(ready_w: int, hold_r: int) -> NoReturn:
-    from runtime.linux.syscalls import NAMESPACE_FLAGS, SYSCALLS  # loaded by _load_remap
-
-    code = 0
-    try:
-        SYSCALLS.unshare(NAMESPACE_FLAGS["user"])
-        os.write(ready_w, b"u")
-        os.read(hold_r, 1)
-    except BaseException:  # a fork must never unwind into the caller's stack
-        code = 1
-    os._exit(code)
+    fd = user_namespace_fd(shift.uid_mappings, shift.gid_mappings)
+    return Idmap(fd, shift.uid_mappings, shift.gid_mappings)
 
 
 def _mount_idmapped_rootfs(root: str, m: dict[str, Any], idmap: Idmap) -> None:
@@ -416,7 +376,7 @@ def _act_as(owner: tuple[int, int]) -> None:
 # ---------------------------------------------------------------------- worker main
 # What the worker imports lazily under remapping (after it may have left the host's root).
 _REMAP_MODULES = ("runtime.api.errors", "runtime.linux.rootfs", "runtime.linux.syscalls",
-                  "runtime.spec")
+                  "runtime.linux.userns_fd", "runtime.spec")
 
 
 def _line(out: IO[bytes], obj: dict[str, Any]) -> None:

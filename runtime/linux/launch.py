@@ -39,6 +39,7 @@ from runtime.linux.monitor_config import (
 from runtime.linux.process import report_failure, security_for
 from runtime.linux.session import Stdio, close_child_ends, make_stdio, receive_console
 from runtime.linux.syscalls import NAMESPACE_FLAGS, SYSCALLS
+from runtime.linux.userns_fd import user_namespace_fd, write_id_maps
 from runtime.spec import ContainerSpec, process_from_json
 
 # One letter per descriptor the launch helper sends: which stream, and whether it is input.
@@ -163,46 +164,17 @@ class _Launcher:
 
     def _write_id_maps(self, pid: int, *, go: int, unshared: int) -> None:
         if os.read(unshared, 1) == b"u":
-            self._write_maps(pid)
+            write_id_maps(pid, self.spec.uid_mappings, self.spec.gid_mappings)
             os.write(go, b"g")
         os.close(go)
         os.close(unshared)
 
-    def _write_maps(self, pid: int) -> None:
-        for name, maps in (("uid_map", self.spec.uid_mappings),
-                           ("gid_map", self.spec.gid_mappings)):
-            text = "".join(f"{m.container_id} {m.host_id} {m.size}\n" for m in maps)
-            with open(f"/proc/{pid}/{name}", "w") as f:
-                f.write(text)
-
     def _idmap_userns(self) -> int:
-        """An fd of a new user namespace with the container's maps, for idmapped mounts.
-
-        The container process enters its own user namespace only after its mounts
-        (they need host root, see container._enter_new_userns), so it cannot idmap
-        through that one: a short-lived helper child unshares a user namespace, we write
-        the same maps, keep an fd to it (which keeps it alive) and let the helper exit.
-        """
-        ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
-        hold_r, hold_w = os.pipe2(os.O_CLOEXEC)
-        pid = os.fork()
-        if pid == 0:
-            os.close(ready_r)
-            os.close(hold_w)  # else our own copy would keep the EOF from coming
-            _userns_helper(ready_w, hold_r)
-        os.close(ready_w)
-        os.close(hold_r)
+        """An fd of a new user namespace with the container's maps, for idmapped mounts."""
         try:
-            if os.read(ready_r, 1) != b"u":
-                self._fail("internal", "idmapped mounts: could not create a user namespace")
-            self._write_maps(pid)
-            return os.open(f"/proc/{pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
+            return user_namespace_fd(self.spec.uid_mappings, self.spec.gid_mappings)
         except OSError as e:
             self._fail("internal", f"idmapped mounts: {e}")
-        finally:
-            os.close(ready_r)
-            os.close(hold_w)  # EOF: the helper exits
-            os.waitpid(pid, 0)
 
     def _listen(self) -> int:
         path = self.cfg.dir / SOCKET_NAME
@@ -259,18 +231,6 @@ def join_pid_namespace(path: str) -> None:
 def _wants_idmap(spec: ContainerSpec) -> bool:
     return any(o in ("idmap", "ridmap") for m in (*spec.rootfs_mounts, *spec.mounts)
                for o in m.options)
-
-
-def _userns_helper(ready_w: int, hold_r: int) -> NoReturn:
-    """The idmap helper child: unshare a user namespace, say so, wait for EOF, exit."""
-    code = 0
-    try:
-        SYSCALLS.unshare(NAMESPACE_FLAGS["user"])
-        os.write(ready_w, b"u")
-        os.read(hold_r, 1)
-    except BaseException:  # a fork must never unwind into the monitor's stack
-        code = 1
-    os._exit(code)
 
 
 # -- an exec's child --------------------------------------------------------------------
