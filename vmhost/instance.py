@@ -2,7 +2,9 @@
 
 ``vm.json`` holds the user's choices (:class:`InstanceConfig`); the :class:`VMSpec` is
 derived from it at each start (fresh SSH port, current guest image), so an image upgrade is
-a restart. The data disk is created once and only removed by ``vm rm``.
+a restart, and so is a change of CPUs or memory (:func:`reconfigure` rewrites ``vm.json``;
+the backend redefines the stopped domain from the next spec). The data disk is created once,
+only ever grown (:func:`grow_data_disk`), and only removed by ``vm rm``.
 """
 
 from __future__ import annotations
@@ -12,17 +14,20 @@ import io
 import os
 import shutil
 import socket
+import subprocess
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from guestagent import seed as seedmod
-from runtime.api.errors import Conflict, InvalidArgument, NotFound
+from runtime.api.errors import Conflict, Internal, InvalidArgument, NotFound, Unavailable
 from runtime.fsutil import read_json, write_atomic, write_json_atomic
 from vmhost import keys, layout
 from vmhost.hypervisor import Accel, Disk, Share, VMSpec
 
 NAME_OK = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-")
+EXT_MAGIC_OFFSET = 1080  # the ext2/3/4 superblock magic, 0xEF53 little-endian
+EXT_MAGIC = b"\x53\xef"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -39,7 +44,12 @@ class InstanceConfig:
             raise InvalidArgument(f"vm name {self.name!r}: use a-z, 0-9 and '-'")
         if not 1 <= self.cpus <= 64 or not 256 <= self.memory_mib <= 262144:
             raise InvalidArgument("vm: cpus must be 1-64 and memory 256 MiB-256 GiB")
-        Accel(self.accel)
+        if not 1 <= self.disk_gib <= 65536:
+            raise InvalidArgument("vm: the data disk must be 1 GiB-64 TiB")
+        try:
+            Accel(self.accel)
+        except ValueError as e:
+            raise InvalidArgument(f"vm: accel {self.accel!r}: use auto, kvm or tcg") from e
 
 
 def create(config: InstanceConfig) -> layout.InstanceLayout:
@@ -59,6 +69,69 @@ def create(config: InstanceConfig) -> layout.InstanceLayout:
             f.truncate(config.disk_gib << 30)  # sparse; the guest formats it on first boot
     write_json_atomic(lay.vm_json, asdict(config))
     return lay
+
+
+def reconfigure(config: InstanceConfig) -> layout.InstanceLayout:
+    """Make a stopped instance's ``vm.json`` say *config* (CPUs, memory, disk, accel,
+    shares), applied at its next boot. The data disk only grows: a smaller ``disk_gib``
+    raises InvalidArgument and changes nothing. The caller checks that the VM is stopped."""
+    config.validate()
+    current = load(config.name)
+    lay = layout.InstanceLayout.named(config.name)
+    if config == current:
+        return lay
+    if config.disk_gib < current.disk_gib:
+        raise InvalidArgument(
+            f"vm {config.name}: the data disk is {current.disk_gib} GiB and cannot shrink to "
+            f"{config.disk_gib} GiB (keep --disk {current.disk_gib} or more, or vm rm it)"
+        )
+    if config.disk_gib > current.disk_gib:
+        grow_data_disk(lay.data_disk, config.disk_gib << 30)
+    write_json_atomic(lay.vm_json, asdict(config))
+    return lay
+
+
+def differences(old: InstanceConfig, new: InstanceConfig) -> str:
+    """``cpus 2 -> 4, memory_mib 1024 -> 2048``: what *new* changes (for messages)."""
+    a, b = asdict(old), asdict(new)
+    return ", ".join(f"{k} {a[k]} -> {b[k]}" for k in a if a[k] != b[k])
+
+
+def grow_data_disk(path: Path, size: int) -> None:
+    """Grow the (stopped) VM's raw data disk to *size* bytes, filesystem included.
+
+    A disk the guest has not formatted yet is just extended (sparse; the first boot formats
+    all of it). A formatted one is checked and resized offline on the host (e2fsck, then
+    resize2fs on the file: no loop device, no guest step), after the tools are found and
+    before the file changes, so a missing tool leaves the disk as it was."""
+    if not _has_ext_fs(path):
+        if path.stat().st_size < size:
+            with open(path, "r+b") as f:
+                f.truncate(size)
+        return
+    search = os.pathsep.join((os.environ.get("PATH", ""), "/usr/sbin", "/sbin"))
+    e2fsck, resize2fs = (shutil.which(t, path=search) for t in ("e2fsck", "resize2fs"))
+    if e2fsck is None or resize2fs is None:
+        raise Unavailable(f"growing {path} needs e2fsck and resize2fs (e2fsprogs) on this host")
+    # e2fsck exits 1 when it fixed something: fine; resize2fs refuses an unchecked fs.
+    _run_e2fs([e2fsck, "-f", "-p", str(path)], ok=(0, 1))
+    if path.stat().st_size < size:
+        with open(path, "r+b") as f:
+            f.truncate(size)
+    # Also when an earlier resize2fs failed after the file grew: it fills the file.
+    _run_e2fs([resize2fs, str(path)], ok=(0,))
+
+
+def _has_ext_fs(path: Path) -> bool:
+    with open(path, "rb") as f:
+        f.seek(EXT_MAGIC_OFFSET)
+        return f.read(2) == EXT_MAGIC
+
+
+def _run_e2fs(argv: list[str], *, ok: tuple[int, ...]) -> None:
+    out = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if out.returncode not in ok:
+        raise Internal(f"{' '.join(argv)}: exit {out.returncode}: {out.stderr.strip()[-400:]}")
 
 
 def load(name: str) -> InstanceConfig:

@@ -18,6 +18,14 @@ TCG), so :class:`StreamPool` keeps a couple opened ahead of time and a client co
 takes one; the pool refills between connections, when the guest is otherwise idle. A failed
 open closes just that client connection; :class:`vmhost.ssh.SSHGuest` reconnects on the
 next one, and pooled streams of a dropped connection are discarded, never handed out.
+
+A pooled stream is an idle keep-alive connection, which an engine may close at any moment
+(an idle timeout, a restart), so the client's first request must not be lost to it
+(:meth:`UnixRelay._forward_first`): the stream is checked again once that request has
+arrived; a bodiless GET/HEAD that gets EOF before a byte of answer is sent once more on a
+fresh stream (safe to repeat); any other request on a stream idle for more than
+:data:`PROBE_AFTER_IDLE` goes after a ``HEAD /_ping`` round trip on it, and on a fresh
+stream if that fails, because it must never reach the engine twice.
 """
 
 from __future__ import annotations
@@ -36,13 +44,18 @@ from pathlib import Path
 from guestagent.protocol import API_PORT
 from runtime.api.errors import CoveError
 from vmhost.guest import DIAL_STDIO, GuestConnection
-from vmhost.streams import SocketStream, Stream, splice
+from vmhost.streams import CHUNK, SocketStream, Stream, splice
 
 log = logging.getLogger(__name__)
 
 POOL_SIZE = 2
 POOL_MAX_AGE = 60.0  # seconds; an idle engine connection older than this is reopened
 PREPING_TIMEOUT = 10.0
+# A pooled stream idle longer than this is probed (a HEAD /_ping round trip into the guest,
+# ~3 ms under TCG) before a request that cannot be repeated (POST, a body) goes on it, so an
+# engine that closes idle connections after longer than this never loses one (ours has no
+# idle timeout; a restart closes them all the same).
+PROBE_AFTER_IDLE = 1.0
 REFUSE_TIMEOUT = 5.0
 MAX_HEAD = 16 * 1024
 PING_REQUEST = b"HEAD /_ping HTTP/1.1\r\nHost: api.moby.localhost\r\n\r\n"
@@ -163,8 +176,36 @@ def is_plain_head_ping(request: bytes) -> bool:
 class Pooled:
     stream: Stream
     how: str
-    born: float = 0.0
+    born: float = 0.0  # when it was last used (its preping); 0.0: opened for this client
     ping: bytes | None = None  # the engine's answer to a HEAD /_ping already sent on it
+
+    @property
+    def pooled(self) -> bool:
+        return self.born > 0.0
+
+
+def _headers(head: bytes) -> tuple[bytes, dict[bytes, bytes]]:
+    """The request line and the (lower-cased) headers of a complete request head."""
+    line, *lines = head.split(b"\r\n")
+    headers: dict[bytes, bytes] = {}
+    for h in lines:
+        name, _, value = h.partition(b":")
+        headers[name.strip().lower()] = value.strip().lower()
+    return line, headers
+
+
+def is_repeatable(request: bytes) -> bool:
+    """True for a complete bodiless GET or HEAD with nothing after it (no pipelined bytes,
+    no protocol switch): sending it to the engine twice does no harm (RFC 9110 9.2.2)."""
+    head, sep, rest = request.partition(b"\r\n\r\n")
+    if not sep or rest:
+        return False
+    line, headers = _headers(head)
+    if line.split(b" ", 1)[0] not in (b"GET", b"HEAD"):
+        return False
+    if b"upgrade" in headers or b"transfer-encoding" in headers:
+        return False
+    return headers.get(b"content-length", b"0") == b"0"
 
 
 class StreamPool:
@@ -273,18 +314,23 @@ class _RefillOnClose:
         self.pool.refill()
 
 
-def refuse(conn: socket.socket, error: CoveError) -> None:
-    """Answer the client's first request with a 502 that says why (the docker CLI prints
-    "Error response from daemon: ..." rather than a bare EOF), then close."""
+def bad_gateway(error: CoveError) -> bytes:
+    """A 502 that says why (the docker CLI prints "Error response from daemon: ..." rather
+    than a bare EOF)."""
     body = json.dumps({"message": f"cove vm: the guest engine is unreachable: {error}"}).encode()
     head = (
         b"HTTP/1.1 502 Bad Gateway\r\nContent-Type: application/json\r\n"
         b"Connection: close\r\nContent-Length: %d\r\n\r\n" % len(body)
     )
+    return head + body
+
+
+def refuse(conn: socket.socket, error: CoveError) -> None:
+    """Answer the client's first request with :func:`bad_gateway`, then close."""
     try:
         conn.settimeout(REFUSE_TIMEOUT)
         _read_head(SocketStream(conn))
-        conn.sendall(head + body)
+        conn.sendall(bad_gateway(error))
     except OSError:
         pass
     finally:
@@ -303,6 +349,7 @@ class UnixRelay:
         engine_socket: str | None = None,
         pool_size: int = 0,
         preping: bool = True,
+        probe_after_idle: float = PROBE_AFTER_IDLE,
     ) -> None:
         self.path = path
         self.guest = guest
@@ -312,10 +359,12 @@ class UnixRelay:
         self.engine_socket = engine_socket
         self.by_path: dict[str, int] = {"unix": 0, "tcp": 0, "exec": 0}
         self.pool = StreamPool(self._open, pool_size, ping_ahead=preping)
+        self.probe_after_idle = probe_after_idle
         self._sock: socket.socket | None = None
         self._thread: threading.Thread | None = None
         self.connections = 0
         self.pings_answered = 0
+        self.stale = 0  # pooled streams found closed (or not answering) at first use
 
     def _open(self) -> Opened:
         return open_api(
@@ -341,10 +390,11 @@ class UnixRelay:
         log.info("relay listening on %s", self.path)
 
     def _serve(self) -> None:
-        assert self._sock is not None
+        sock = self._sock  # close() clears the attribute while this waits in accept()
+        assert sock is not None
         while True:
             try:
-                conn, _ = self._sock.accept()
+                conn, _ = sock.accept()
             except OSError:
                 return  # closed
             threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
@@ -358,30 +408,91 @@ class UnixRelay:
             refuse(conn, e)
             self.pool.refill()
             return
-        self.by_path[got.how] += 1
         if self.pool.empty():
             self.pool.refill()  # a burst, or a long-lived stream: do not wait for its end
-        channel = _RefillOnClose(got.stream, self.pool)
-        if got.ping is not None and not self._answer_ping(conn, channel, got.ping):
+        client = SocketStream(conn)
+        try:
+            first = self._first_request(conn, got)
+            stream, how, answer = self._forward_first(got, first)
+        except CoveError as e:
+            log.warning("relay: %s", e)
+            self._answer_502(conn, e)
+            self.pool.refill()
+            return
+        except (OSError, EOFError) as e:
+            log.debug("relay: %s", e)
+            conn.close()
+            got.stream.close()
+            self.pool.refill()
+            return
+        self.by_path[how] += 1
+        channel = _RefillOnClose(stream, self.pool)
+        try:
+            if answer:
+                conn.sendall(answer)
+        except OSError:
             conn.close()
             channel.close()
             return
-        splice(SocketStream(conn), channel, name="relay")
+        splice(client, channel, name="relay")
 
-    def _answer_ping(self, conn: socket.socket, channel: Stream, ping: bytes) -> bool:
-        """The client's first request: answered with *ping* when it is the HEAD /_ping that
-        was already sent on *channel*, else passed on. False when either side went away."""
-        try:
+    def _first_request(self, conn: socket.socket, got: Pooled) -> bytes:
+        """The client's first request to pass on (its head and whatever came with it). A
+        HEAD /_ping that was already sent on *got* gets that answer, and the next one is
+        read. b"" when the client closed first."""
+        first = _read_head(SocketStream(conn))
+        if got.ping is not None and is_plain_head_ping(first):
+            self.pings_answered += 1
+            conn.sendall(got.ping)
             first = _read_head(SocketStream(conn))
-            if is_plain_head_ping(first):
-                self.pings_answered += 1
-                conn.sendall(ping)
-            elif first:
-                channel.sendall(first)
-        except (OSError, EOFError) as e:
-            log.debug("relay: %s", e)
-            return False
-        return True
+        return first
+
+    def _forward_first(self, got: Pooled, first: bytes) -> tuple[Stream, str, bytes]:
+        """Send *first* to the engine on *got*'s stream, or on a fresh one when the engine
+        may have closed that idle connection: (stream, how it was opened, the first bytes
+        of the answer when they were read here). CoveError when no fresh one opens."""
+        stream, how = got.stream, got.how
+        if not first or not got.pooled:
+            if first:
+                stream.sendall(first)
+            return stream, how, b""
+        repeatable = is_repeatable(first)
+        idle = time.monotonic() - got.born
+        if not is_alive(stream) or (
+            not repeatable and idle > self.probe_after_idle and preping(stream) is None
+        ):
+            return (*self._resend(stream, first), b"")
+        try:
+            stream.sendall(first)
+            answer = stream.recv(CHUNK) if repeatable else b""
+        except (OSError, EOFError):
+            if not repeatable:
+                raise  # the engine may have it: the client sees the connection end
+            answer = b""
+        if not repeatable or answer:
+            return stream, how, answer
+        # EOF before a byte of answer on an idle connection: the engine closed it as the
+        # request arrived. A GET/HEAD goes once more, on a fresh stream.
+        log.info("relay: engine closed a pooled connection; resending %r", first[:80])
+        return (*self._resend(stream, first), b"")
+
+    def _resend(self, stale: Stream, first: bytes) -> Opened:
+        """*first* on a freshly opened stream, in place of the pooled *stale* one."""
+        self.stale += 1
+        stale.close()
+        stream, how = self._open()
+        try:
+            stream.sendall(first)
+        except (OSError, EOFError):
+            stream.close()
+            raise
+        return stream, how
+
+    def _answer_502(self, conn: socket.socket, error: CoveError) -> None:
+        """The client's request is read already: answer it as refuse() does."""
+        with contextlib.suppress(OSError):
+            conn.sendall(bad_gateway(error))
+        conn.close()
 
     def close(self) -> None:
         if self._sock is not None:

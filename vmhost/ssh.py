@@ -166,15 +166,28 @@ class SSHGuest:
                     raise
                 time.sleep(0.3)
 
+    def _drop(self, t: paramiko.Transport, error: Exception) -> bool:
+        """After an open on *t* failed with *error*: True when the caller should retry on a
+        new connection, having dropped *t*. A refusal is the guest answering, so *t* lives
+        on: tearing it down would cut every other channel on it (the relay's clients, port
+        forwards, the events stream). Only *t* is closed, never a newer transport another
+        thread has connected meanwhile (its fresh channels would die with it)."""
+        if isinstance(error, paramiko.ChannelException):
+            return False
+        with self._lock:
+            if self._transport is t:
+                self._transport = None
+        t.close()
+        return True
+
     def _session(self) -> paramiko.Channel:
         for attempt in (1, 2):
             t = self.transport()
             try:
                 return t.open_session(timeout=self.connect_timeout)
             except (paramiko.SSHException, OSError, EOFError) as e:
-                if attempt == 2:
+                if attempt == 2 or not self._drop(t, e):
                     raise Unavailable(f"ssh open session: {e}") from e
-                self.close()
         raise AssertionError("unreachable")
 
     def open_exec(self, command: str) -> Stream:
@@ -199,9 +212,8 @@ class SSHGuest:
             except paramiko.ChannelException as e:
                 raise Unavailable(f"guest port {port}: {e.text}") from e
             except (paramiko.SSHException, OSError, EOFError) as e:
-                if attempt == 2:
+                if attempt == 2 or not self._drop(t, e):
                     raise Unavailable(f"ssh direct-tcpip {port}: {e}") from e
-                self.close()
         raise AssertionError("unreachable")
 
     def open_unix(self, path: str) -> Stream:
@@ -215,9 +227,8 @@ class SSHGuest:
             except AttributeError as e:  # see _Transport
                 raise Unavailable(f"ssh {STREAMLOCAL}: paramiko changed: {e}") from e
             except (paramiko.SSHException, OSError, EOFError) as e:
-                if attempt == 2:
+                if attempt == 2 or not self._drop(t, e):
                     raise Unavailable(f"ssh {STREAMLOCAL} {path}: {e}") from e
-                self.close()
         raise AssertionError("unreachable")
 
     def run(self, command: str, timeout: float = 30.0) -> tuple[int, bytes]:

@@ -181,11 +181,12 @@ class Supervisor:
         if self.relay:
             r = self.relay
             log.info(
-                "relay: %d connections %s, pool hits %d misses %d, pings answered %d",
+                "relay: %d connections %s, pool hits %d misses %d stale %d, pings answered %d",
                 r.connections,
                 r.by_path,
                 r.pool.hits,
                 r.pool.misses,
+                r.stale,
                 r.pings_answered,
             )
             r.close()

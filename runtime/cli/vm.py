@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
-from runtime.api.errors import CoveError
+from runtime.api.errors import Conflict, CoveError
 
 
 def _fail(e: CoveError) -> int:
@@ -103,19 +103,49 @@ def _image_fetch(args: argparse.Namespace) -> int:
 
 
 def _config(args: argparse.Namespace) -> Any:
+    """The instance's settings with the flags given on this command line applied: a new
+    instance takes the defaults for the rest, an existing one keeps its ``vm.json``."""
+    from dataclasses import replace
+
     from vmhost import instance
 
+    given = {
+        "cpus": args.cpus,
+        "memory_mib": args.memory,
+        "disk_gib": args.disk,
+        "accel": args.accel,
+        "shares": tuple(os.path.abspath(s) for s in args.share) if args.share else None,
+    }
+    flags = {k: v for k, v in given.items() if v is not None}
     try:
-        return instance.load(args.name)
+        current = instance.load(args.name)
     except CoveError:
-        return instance.InstanceConfig(
-            name=args.name,
-            cpus=args.cpus,
-            memory_mib=args.memory,
-            disk_gib=args.disk,
-            accel=args.accel,
-            shares=tuple(os.path.abspath(s) for s in args.share),
+        return instance.InstanceConfig(name=args.name, **flags)
+    return replace(current, **flags)
+
+
+def _apply_config(config: Any) -> None:
+    """An existing instance takes *config* before it boots: CPUs and memory at the next
+    boot (the backend redefines the stopped VM from vm.json), the data disk grown now and
+    never shrunk. A running VM cannot change: it says so instead of ignoring the flags."""
+    from vmhost import control, instance, layout
+    from vmhost.backends import get as get_backend
+    from vmhost.hypervisor import VMState
+
+    if not layout.InstanceLayout.named(config.name).vm_json.exists():
+        return  # control.start creates it from *config*
+    current = instance.load(config.name)
+    if config == current:
+        return
+    # A VM without its supervisor (one that crashed) may still run: never resize under it.
+    if control.supervisor_pid(config.name) or (
+        get_backend().status(config.name).state is VMState.RUNNING
+    ):
+        raise Conflict(
+            f"vm {config.name} is running with other settings "
+            f"({instance.differences(current, config)}): stop it first to apply them"
         )
+    instance.reconfigure(config)
 
 
 def _start(args: argparse.Namespace) -> int:
@@ -130,7 +160,9 @@ def _start(args: argparse.Namespace) -> int:
             )
 
     try:
-        sock = control.start(_config(args), timeout=args.timeout, on_event=show)
+        config = _config(args)
+        _apply_config(config)
+        sock = control.start(config, timeout=args.timeout, on_event=show)
     except CoveError as e:
         return _fail(e)
     print(f"unix://{sock}")
@@ -261,11 +293,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         return p
 
     start = named(sub.add_parser("start", help="Create and boot the VM; print its Docker socket"))
-    start.add_argument("--cpus", type=int, default=2)
-    start.add_argument("--memory", type=int, default=1024, help="MiB")
-    start.add_argument("--disk", type=int, default=20, help="data disk GiB (sparse)")
-    start.add_argument("--accel", choices=("auto", "kvm", "tcg"), default="auto")
-    start.add_argument("--share", action="append", default=[], help="host dir to share (virtiofs)")
+    # No defaults here: a flag left out keeps the instance's setting (InstanceConfig's
+    # default for a new one); a flag given changes a stopped instance before it boots.
+    start.add_argument("--cpus", type=int, help="vCPUs (default 2)")
+    start.add_argument("--memory", type=int, help="MiB (default 1024)")
+    start.add_argument("--disk", type=int, help="data disk GiB, sparse; grows, never shrinks "
+                       "(default 20)")
+    start.add_argument("--accel", choices=("auto", "kvm", "tcg"))
+    start.add_argument("--share", action="append", default=[],
+                       help="host dir to share (virtiofs); replaces the instance's list")
     start.add_argument("--timeout", type=float, default=600.0)
     start.add_argument("-q", "--quiet", action="store_true")
     start.set_defaults(func=_handler(_start))

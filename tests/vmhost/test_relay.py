@@ -12,9 +12,12 @@ import pytest
 
 from guestagent.apiproxy import ApiProxy
 from guestagent.protocol import api_preamble
+from runtime.api.errors import Unavailable
 from tests.vmhost.httpserver import unix_http_server
-from vmhost.relay import UnixRelay, is_plain_head_ping
-from vmhost.testing import LocalGuest
+from vmhost.relay import UnixRelay, is_plain_head_ping, is_repeatable
+from vmhost.ssh import SSHGuest
+from vmhost.streams import Stream
+from vmhost.testing import FakeEngine, FakeSSHServer, LocalGuest
 
 
 class UnixHTTPConnection(http.client.HTTPConnection):
@@ -303,3 +306,194 @@ def test_other_first_requests_pass_through(
 )
 def test_is_plain_head_ping(request_bytes: bytes, answerable: bool) -> None:
     assert is_plain_head_ping(request_bytes) is answerable
+
+
+PROBE_AFTER_IDLE = 0.3  # the relay's default is longer: a test need not wait for it
+
+
+@pytest.fixture
+def idle_closing(tmp_path: Path) -> Iterator[tuple[UnixRelay, FakeEngine]]:
+    """A pooled relay in front of an engine that closes idle keep-alive connections."""
+    engine = FakeEngine(str(tmp_path / "engine.sock"))
+    guest = LocalGuest(engine.path)
+    r = UnixRelay(
+        tmp_path / "relay.sock",
+        guest,
+        engine_socket=engine.path,
+        pool_size=2,
+        probe_after_idle=PROBE_AFTER_IDLE,
+    )
+    r.start()
+    _wait_pooled(r, 2)
+    yield r, engine
+    r.close()
+    guest.close()
+    engine.close()
+
+
+def _taken(r: UnixRelay, s: socket.socket) -> None:
+    """Connect *s* and wait until the relay has handed it a pooled stream."""
+    hits = r.pool.hits
+    s.settimeout(20)
+    s.connect(str(r.path))
+    for _ in range(500):
+        if r.pool.hits > hits:
+            return
+        threading.Event().wait(0.01)
+    raise AssertionError("the relay never took a pooled stream")
+
+
+def _response(s: socket.socket) -> bytes:
+    got = b""
+    while chunk := s.recv(65536):
+        got += chunk
+    return got
+
+
+def _import_request(body: bytes) -> bytes:
+    """A client's first request that must not be repeated: a chunked image upload."""
+    head = b"POST /images/load HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+    return head + b"Connection: close\r\n\r\n%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)
+
+
+def test_idle_close_after_take_loses_no_request(
+    idle_closing: tuple[UnixRelay, FakeEngine],
+) -> None:
+    """The engine closes the pooled connection after the relay handed it to a client and
+    before the client's request came: the relay sees that and uses a fresh stream."""
+    r, engine = idle_closing
+    for request, answer in (
+        (b"GET /version HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", b'{"Version":"fake"}'),
+        (_import_request(b"x" * 200_000), b'{"read":200000}'),
+    ):
+        _wait_pooled(r, 2)
+        with socket.socket(socket.AF_UNIX) as s:
+            _taken(r, s)
+            assert engine.close_idle() >= 1
+            s.sendall(request)
+            got = _response(s)
+        assert got.startswith(b"HTTP/1.1 200 ") and got.endswith(answer), got[:200]
+    assert engine.requests.count("POST /images/load") == 1
+    assert r.stale == 2
+
+
+@pytest.mark.parametrize("first_is_ping", [False, True])
+def test_engine_closing_as_the_request_arrives(
+    idle_closing: tuple[UnixRelay, FakeEngine], first_is_ping: bool
+) -> None:
+    """The race itself: the pooled connection looks alive, the request goes out, and the
+    engine closes it unread. A GET is sent again; an upload is preceded by a ping that
+    meets the close instead, so it reaches the engine exactly once; the docker CLI's
+    HEAD /_ping first (answered by the relay) changes nothing."""
+    r, engine = idle_closing
+    ping = b"HEAD /_ping HTTP/1.1\r\nHost: x\r\n\r\n" if first_is_ping else b""
+    for request, answer in (
+        (b"GET /version HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", b'{"Version":"fake"}'),
+        (_import_request(b"y" * 300_000), b'{"read":300000}'),
+    ):
+        _wait_pooled(r, 2)
+        threading.Event().wait(PROBE_AFTER_IDLE + 0.1)  # pooled streams idle for a while
+        engine.drop_next = 1
+        with socket.socket(socket.AF_UNIX) as s:
+            _taken(r, s)
+            if ping:
+                assert _exchange(s, ping, b"\r\n\r\n").startswith(b"HTTP/1.1 200 ")
+            s.sendall(request)
+            got = _response(s)
+        assert got.startswith(b"HTTP/1.1 200 ") and got.endswith(answer), got[:200]
+        assert engine.dropped == 1 and engine.drop_next == 0
+        engine.dropped = 0
+    assert engine.requests.count("POST /images/load") == 1
+    assert engine.requests.count("GET /version") == 1
+
+
+def test_request_the_engine_read_is_never_resent(
+    idle_closing: tuple[UnixRelay, FakeEngine],
+) -> None:
+    """An engine that read the upload and then died without answering: the client sees
+    its connection end, and the engine got the upload once (no replay)."""
+    r, engine = idle_closing
+    engine.fail_after_read.add("/images/load")
+    threading.Event().wait(PROBE_AFTER_IDLE + 0.1)
+    with socket.socket(socket.AF_UNIX) as s:
+        _taken(r, s)
+        s.sendall(_import_request(b"z" * 1000))
+        assert _response(s) == b""
+    assert engine.requests.count("POST /images/load") == 1
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "repeatable"),
+    [
+        (b"GET /containers/json HTTP/1.1\r\nHost: x\r\n\r\n", True),
+        (b"HEAD /_ping HTTP/1.1\r\nHost: x\r\n\r\n", True),
+        (b"GET /x HTTP/1.1\r\nContent-Length: 0\r\n\r\n", True),
+        (b"GET /x HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc", False),
+        (b"GET /x HTTP/1.1\r\nUpgrade: tcp\r\nConnection: Upgrade\r\n\r\n", False),
+        (b"POST /containers/create HTTP/1.1\r\nContent-Length: 0\r\n\r\n", False),
+        (b"DELETE /containers/c HTTP/1.1\r\n\r\n", False),
+        (b"GET /x HTTP/1.1\r\n\r\nGET /y HTTP/1.1\r\n\r\n", False),
+        (b"GET /x HTTP/1.1\r\nHost: x\r\n", False),
+    ],
+)
+def test_is_repeatable(request_bytes: bytes, repeatable: bool) -> None:
+    assert is_repeatable(request_bytes) is repeatable
+
+
+def test_stale_stream_and_no_fresh_one_answers_502(
+    idle_closing: tuple[UnixRelay, FakeEngine],
+) -> None:
+    """The pooled connection is gone and the guest cannot be reached for another: the
+    client's request gets the relay's 502, not a bare EOF."""
+    r, engine = idle_closing
+    assert isinstance(r.guest, LocalGuest)
+    with socket.socket(socket.AF_UNIX) as s:
+        _taken(r, s)
+        engine.close_idle()
+        r.guest.dead.set()
+        s.sendall(b"GET /version HTTP/1.1\r\nHost: x\r\n\r\n")
+        got = _response(s)
+    assert got.startswith(b"HTTP/1.1 502 ") and b"guest engine is unreachable" in got
+
+
+@pytest.fixture
+def fake_sshd(tmp_path: Path) -> Iterator[tuple[FakeSSHServer, SSHGuest]]:
+    from vmhost import keys
+
+    host_pub = keys.generate_ed25519(tmp_path / "host_key", "host")
+    client_pub = keys.generate_ed25519(tmp_path / "client_key", "client")
+    server = FakeSSHServer(tmp_path / "host_key", client_pub)
+    guest = SSHGuest(
+        host="127.0.0.1",
+        port=server.port,
+        client_key=tmp_path / "client_key",
+        host_key_line=host_pub,
+        connect_timeout=5,
+    )
+    yield server, guest
+    guest.close()
+    server.close()
+
+
+def _echoes(stream: Stream, data: bytes) -> bool:
+    stream.sendall(data)
+    got = b""
+    while len(got) < len(data) and (chunk := stream.recv(65536)):
+        got += chunk
+    return got == data
+
+
+def test_refused_channel_keeps_the_other_channels(
+    fake_sshd: tuple[FakeSSHServer, SSHGuest],
+) -> None:
+    """The guest's sshd refusing one channel (a session) says the connection is fine: the
+    relay's client connections on it (here a stream-local channel) must go on."""
+    server, guest = fake_sshd
+    client = guest.open_unix("/run/cove/engine.sock")
+    assert _echoes(client, b"before")
+    server.refuse.add("session")
+    with pytest.raises(Unavailable, match="ssh open session"):
+        guest.open_exec("guestagent events")
+    assert _echoes(client, b"after")  # not cut by a reconnect
+    assert server.connections == 1
+    client.close()
