@@ -19,6 +19,7 @@ from typing import Protocol
 import platformdirs
 
 from desktop.settings import Settings
+from runtime.api.errors import CoveError
 from runtime.layout import DEFAULT_EXEC_ROOT, ENGINE_PID
 from vmhost.events import VMEvent
 from vmhost.layout import InstanceLayout
@@ -139,10 +140,22 @@ class VMEngine:
 
     def start(self) -> None:
         self._wait_stopped()
-        # The Resources card's values; `cove vm start` uses them when it creates the instance.
+        # The Resources card's values: `cove vm start` creates the instance with them or
+        # applies them to the stopped one. Its data disk only grows, so a card set below an
+        # instance's current disk (made bigger with the CLI) leaves the disk as it is.
         s = self.settings
-        self._cove("start", "--quiet", "--cpus", str(s.cpus), "--memory",
-                   str(s.memory_gib * 1024), "--disk", str(s.disk_gib))
+        flags = ["--cpus", str(s.cpus), "--memory", str(s.memory_gib * 1024)]
+        if s.disk_gib >= self._current_disk_gib():
+            flags += ["--disk", str(s.disk_gib)]
+        self._cove("start", "--quiet", *flags)
+
+    def _current_disk_gib(self) -> int:
+        from vmhost import instance
+
+        try:
+            return instance.load(self.settings.vm_name).disk_gib
+        except CoveError:
+            return 0  # no instance yet
 
     def stop(self) -> None:
         self._cove("stop")

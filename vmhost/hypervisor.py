@@ -94,6 +94,10 @@ class Hypervisor(Protocol):
         """None when usable on this host, else why not (for skips and `vm status`)."""
         ...
 
+    def sharing(self) -> str | None:
+        """None when host directories can be shared into guests here, else why not."""
+        ...
+
     def create(self, spec: VMSpec) -> None:
         """Define the VM from *spec* and reset its root overlay. Idempotent: redefines a
         stopped VM. Raises Conflict when the VM is running, Unavailable when the backend is."""

@@ -16,7 +16,6 @@ import signal
 import sys
 import threading
 import time
-from pathlib import Path
 
 from guestagent.protocol import ENGINE_SOCKET, Event, api_preamble
 from runtime.api.errors import CoveError, Unavailable
@@ -76,8 +75,7 @@ class Supervisor:
 
         t0 = time.monotonic()
         config = instance.load(self.name)
-        pinned = os.environ.get("COVE_GUEST_IMAGE")  # a built image dir (tests, benchmarks)
-        image = guestimage.image_at(Path(pinned)) if pinned else guestimage.build()
+        image = guestimage.resolve()
         self.events.emit("starting", image=image.key, t=round(time.monotonic() - t0, 2))
         instance.write_seed(self.lay, config)
         port = instance.stable_port(self.lay)

@@ -36,6 +36,9 @@ class FakeHypervisor:
     calls: list[tuple[str, str]] = field(default_factory=list)
     fail: dict[str, Exception] = field(default_factory=dict)
 
+    def sharing(self) -> str | None:
+        return None
+
     def _check(self, method: str, name: str) -> None:
         self.calls.append((method, name))
         if method in self.fail:

@@ -116,12 +116,26 @@ def _config(args: argparse.Namespace) -> Any:
         "accel": args.accel,
         "shares": tuple(os.path.abspath(s) for s in args.share) if args.share else None,
     }
+    if args.no_share:
+        given["shares"] = ()
     flags = {k: v for k, v in given.items() if v is not None}
     try:
         current = instance.load(args.name)
     except CoveError:
+        flags.setdefault("shares", _default_shares())
         return instance.InstanceConfig(name=args.name, **flags)
     return replace(current, **flags)
+
+
+def _default_shares() -> tuple[str, ...]:
+    """A new VM shares the user's home at the same path, so ``docker run -v ~/src:/src``
+    works as on Docker Desktop — where the backend can share at all."""
+    from vmhost.backends import get as get_backend
+
+    home = os.path.expanduser("~")
+    if not os.path.isdir(home) or get_backend().sharing() is not None:
+        return ()
+    return (home,)
 
 
 def _apply_config(config: Any) -> None:
@@ -148,6 +162,21 @@ def _apply_config(config: Any) -> None:
     instance.reconfigure(config)
 
 
+def _fetch_guest_image(args: argparse.Namespace) -> None:
+    """A released image is downloaded here, with progress on this terminal, rather than
+    silently in the supervisor (which then finds it cached)."""
+    from vmhost import guestimage, release
+
+    shown = release.TextProgress(prefix=f"vm {args.name}: ")
+    try:
+        if args.quiet:
+            guestimage.prefetch()
+        else:
+            guestimage.prefetch(step=shown.step, progress=shown.progress)
+    finally:
+        shown.close()
+
+
 def _start(args: argparse.Namespace) -> int:
     from vmhost import control
 
@@ -162,6 +191,7 @@ def _start(args: argparse.Namespace) -> int:
     try:
         config = _config(args)
         _apply_config(config)
+        _fetch_guest_image(args)
         sock = control.start(config, timeout=args.timeout, on_event=show)
     except CoveError as e:
         return _fail(e)
@@ -301,7 +331,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                        "(default 20)")
     start.add_argument("--accel", choices=("auto", "kvm", "tcg"))
     start.add_argument("--share", action="append", default=[],
-                       help="host dir to share (virtiofs); replaces the instance's list")
+                       help="host dir to share (virtiofs); replaces the instance's list "
+                       "(a new VM shares your home by default)")
+    start.add_argument("--no-share", action="store_true", help="share no host directory")
     start.add_argument("--timeout", type=float, default=600.0)
     start.add_argument("-q", "--quiet", action="store_true")
     start.set_defaults(func=_handler(_start))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -170,7 +171,11 @@ def test_running_vm_says_stop_first(home: Path, capsys: pytest.CaptureFixture[st
 
 def test_new_instance_takes_defaults_and_flags(home: Path) -> None:
     config = _start_config(["fresh", "--memory", "512"])
-    assert config == instance.InstanceConfig(name="fresh", memory_mib=512)
+    home_dir = os.path.expanduser("~")
+    # The fake backend can share, so a new VM shares the user's home at the same path.
+    assert config == instance.InstanceConfig(name="fresh", memory_mib=512, shares=(home_dir,))
+    assert _start_config(["other", "--no-share"]).shares == ()
+    assert _start_config(["third", "--share", str(home)]).shares == (str(home),)
     with pytest.raises(InvalidArgument, match="data disk"):
         instance.InstanceConfig(name="x", disk_gib=0).validate()
 

@@ -148,6 +148,11 @@ class LibvirtHypervisor:
             return str(e)
         return None
 
+    def sharing(self) -> str | None:
+        if not os.access(VIRTIOFSD, os.X_OK):
+            return f"no virtiofs daemon at {VIRTIOFSD} (Debian: apt install qemu-system-common)"
+        return None
+
     def _connect(self) -> libvirt.virConnect:
         if self._conn is not None and self._conn.isAlive():
             return self._conn
