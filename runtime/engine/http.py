@@ -98,8 +98,14 @@ class Response:
     headers: dict[str, str] = field(default_factory=dict)
 
 
+# json.dumps's output (same separators, ASCII escapes) without its check for reference
+# cycles, ~10 % of the encoding (an inspect reply: ~37 -> ~34 us). Reply bodies are trees
+# built per request; a cycle would still end in RecursionError, a 500.
+_encode_json = json.JSONEncoder(check_circular=False).encode
+
+
 def json_response(obj: Any, status: int = 200) -> Response:
-    return Response(status=status, body=json.dumps(obj).encode() + b"\n")
+    return Response(status=status, body=_encode_json(obj).encode() + b"\n")
 
 
 def no_content(status: int = 204) -> Response:
@@ -111,7 +117,7 @@ def json_lines(messages: Iterable[Any], content_type: str = "application/json") 
 
     def chunks() -> Iterator[bytes]:
         for msg in messages:
-            yield json.dumps(msg).encode() + b"\r\n"
+            yield _encode_json(msg).encode() + b"\r\n"
 
     return Response(status=200, body=chunks(), content_type=content_type)
 
@@ -123,7 +129,9 @@ class Request:
         self._handler = handler
         self.method = method
         self.path = path
-        self.query: dict[str, list[str]] = parse_qs(query, keep_blank_values=True)
+        # Most requests (the CLI's ping and inspect among them) carry no query at all.
+        self.query: dict[str, list[str]] = (
+            parse_qs(query, keep_blank_values=True) if query else {})
         self.params: dict[str, str] = {}
         self.api_version = API_VERSION
         self.headers = handler.headers
@@ -304,6 +312,7 @@ class _Connection:
         self.command = ""
         self.path = ""
         self.close_connection = True
+        self.peer_closed = False  # the client closed its end between requests
 
     def handle(self) -> None:
         try:
@@ -318,6 +327,7 @@ class _Connection:
         """Serve one request; False when the connection is done."""
         line = self.rfile.readline(_MAX_LINE + 1)
         if not line:
+            self.peer_closed = True
             return False
         if len(line) > _MAX_LINE:
             self._send_error(414, "Request-URI Too Long")
@@ -370,9 +380,10 @@ class _Connection:
             self.connection.sendall(head.encode("latin-1") + body)
 
     def _serve(self) -> None:
-        started = time.monotonic()
-        url = urlsplit(self.path)
-        req = Request(self, self.command, unquote(url.path), url.query)
+        debug = log.isEnabledFor(logging.DEBUG)
+        started = time.monotonic() if debug else 0.0
+        path, query = _split_target(self.path)
+        req = Request(self, self.command, path, query)
         resp = self.dispatch(req)
         if req.hijacked:
             return
@@ -381,7 +392,7 @@ class _Connection:
         except (CoveError, ValueError, OSError):
             self.close_connection = True
         self._send(resp, head_only=self.command == "HEAD")
-        if log.isEnabledFor(logging.DEBUG):
+        if debug:
             log.debug("%s %s -> %d in %.1f ms", self.command, self.path, resp.status,
                       (time.monotonic() - started) * 1000)
 
@@ -417,6 +428,19 @@ class _Connection:
             self.close_connection = True
         finally:
             _close_iterator(iterator)
+
+
+def _split_target(target: str) -> tuple[str, str]:
+    """The request target's decoded path and its raw query string.
+
+    A plain ``/a/b`` path (no query, fragment, escapes, or ``//`` that urlsplit would
+    read as a host) is its own decoded path: no urlsplit and unquote for it.
+    """
+    if (target.startswith("/") and not target.startswith("//")
+            and "?" not in target and "%" not in target and "#" not in target):
+        return target, ""
+    url = urlsplit(target)
+    return unquote(url.path), url.query
 
 
 _MAX_LINE = 65536
@@ -562,13 +586,18 @@ class _Server:
                 self._waiting += 1
 
     def _serve(self, sock: socket.socket) -> None:
+        conn: _Connection | None = None
         try:
-            _Connection(sock, self.dispatch).handle()
+            conn = _Connection(sock, self.dispatch)
+            conn.handle()
         except Exception:
             log.exception("http connection failed")
         finally:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_WR)
+            # A client that hung up first needs no FIN before the close (the CLI's usual
+            # end): one syscall less per connection.
+            if conn is None or not conn.peer_closed:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_WR)
             sock.close()
 
     def shutdown(self) -> None:

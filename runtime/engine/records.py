@@ -14,7 +14,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from runtime import layout
 from runtime.engine.state import RUNNING_LIKE, Status
@@ -70,6 +70,14 @@ class Container:
 
     def __post_init__(self) -> None:
         self.changed = threading.Condition(self.lock)
+
+    # Bumped on every attribute assignment (state, config, networks, mounts): what
+    # caches derived from the record compare. Not a dataclass field, so not persisted.
+    version: ClassVar[int] = 0
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        object.__setattr__(self, name, value)
+        object.__setattr__(self, "version", self.version + 1)
 
     @property
     def running(self) -> bool:

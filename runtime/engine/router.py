@@ -93,22 +93,14 @@ class Router:
             return json_response({"message": f"internal error: {e}"}, 500)
 
     def _strip_version(self, req: Request) -> None:
+        if not req.path.startswith("/v"):
+            return  # unversioned (/_ping, docker-py's first calls): no regex needed
         m = _VERSION_PREFIX.match(req.path)
         if not m:
             return
         version = f"{m.group(1)}.{m.group(2)}"
         req.path = m.group(3)
-        v = _version_tuple(version)
-        if v > _version_tuple(API_VERSION):
-            raise InvalidArgument(
-                f"client version {version} is too new. Maximum supported API version is "
-                f"{API_VERSION}"
-            )
-        if v < _version_tuple(MIN_API_VERSION):
-            raise InvalidArgument(
-                f"client version {version} is too old. Minimum supported API version is "
-                f"{MIN_API_VERSION}, please upgrade your client to a newer version"
-            )
+        _check_version(version)
         req.api_version = version
 
     def _match(self, req: Request) -> Handler:
@@ -129,6 +121,29 @@ class Router:
         if path_matched:
             raise CoveError(f"method {req.method} not allowed for {req.path}")
         raise NotFound(f"page not found: {req.method} {req.path}")
+
+
+def _check_version(version: str) -> None:
+    """Refuse a client API version outside [MIN_API_VERSION, API_VERSION]."""
+    if version in _SUPPORTED_SEEN:
+        return
+    v = _version_tuple(version)
+    if v > _version_tuple(API_VERSION):
+        raise InvalidArgument(
+            f"client version {version} is too new. Maximum supported API version is "
+            f"{API_VERSION}"
+        )
+    if v < _version_tuple(MIN_API_VERSION):
+        raise InvalidArgument(
+            f"client version {version} is too old. Minimum supported API version is "
+            f"{MIN_API_VERSION}, please upgrade your client to a newer version"
+        )
+    if len(_SUPPORTED_SEEN) < 64:  # clients use a handful; bounded against odd ones
+        _SUPPORTED_SEEN.add(version)
+
+
+# Versions already found supported: every request names one, nearly always the same.
+_SUPPORTED_SEEN: set[str] = set()
 
 
 def api_at_least(req: Request, version: str) -> bool:

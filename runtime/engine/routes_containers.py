@@ -84,15 +84,20 @@ def register(router: Router, engine: Engine) -> None:
             entry["Status"] += " (health: starting)" if status == "starting" else f" ({status})"
         return entry
 
+    bodies = _InspectBodies()
+
     @router.route("GET", "/containers/{id}/json")
     def inspect_(req: Request) -> Response:
         c = svc.get(req.params["id"])
         cfg = image_config(c)
-        data = inspect(c, cfg)
         health = health_of(c, cfg)
+        size = req.bool_arg("size")
+        if health is None and not size:
+            return Response(body=bodies.get(c, cfg))
+        data = inspect(c, cfg)
         if health is not None:
             data["State"]["Health"] = health
-        if req.bool_arg("size"):
+        if size:
             data["SizeRw"] = 0
             data["SizeRootFs"] = 0
         return json_response(data)
@@ -187,6 +192,35 @@ def register(router: Router, engine: Engine) -> None:
 
 
 _MAX_CACHED_CONFIGS = 256
+
+
+class _InspectBodies:
+    """Inspect replies already encoded, per container, for as long as they stay true.
+
+    Without a healthcheck (whose status moves on by itself) an inspect is a function
+    of the record, which bumps ``version`` on every assignment, its image's config
+    (one dict per image while the image exists) and its exec IDs (a set grown in
+    place). Building and encoding the ~4 KB reply was most of an inspect's time.
+    """
+
+    LIMIT = 1024  # containers; past that the cache starts over
+
+    def __init__(self) -> None:
+        self._entries: dict[str, tuple[Container, int, dict[str, Any], frozenset[str], bytes]] = {}
+
+    def get(self, c: Container, cfg: dict[str, Any]) -> bytes:
+        version = c.version  # read before building: a change meanwhile misses next time
+        execs = frozenset(c.exec_ids)
+        entry = self._entries.get(c.id)
+        if (entry is not None and entry[0] is c and entry[1] == version
+                and entry[2] is cfg and entry[3] == execs):
+            return entry[4]
+        body = json_response(inspect(c, cfg)).body
+        assert isinstance(body, bytes)
+        if len(self._entries) >= self.LIMIT:
+            self._entries.clear()
+        self._entries[c.id] = (c, version, cfg, execs, body)
+        return body
 
 
 def _uncached_image_config(engine: Engine, image_id: str) -> dict[str, Any]:

@@ -65,3 +65,38 @@ def test_image_healthcheck_applies_and_goes_with_the_image(docker: Any) -> None:
     finally:
         c.remove(force=True)
         docker.images.remove(image.id, force=True)
+
+
+def _inspect_twice(docker: Any, cid: str) -> dict[str, Any]:
+    """Inspect twice (the second one a cached reply, if any) and require the same answer."""
+    first = docker.api.inspect_container(cid)
+    assert docker.api.inspect_container(cid) == first
+    return dict(first)
+
+
+def test_inspect_follows_every_change_to_the_container(docker: Any) -> None:
+    """Inspect replies are cached per container: each change must show at once."""
+    net = docker.networks.create("cove-inspect-views")
+    c = docker.containers.create("busybox", ["sleep", "60"], name="inspect-views-a")
+    try:
+        data = _inspect_twice(docker, c.id)
+        assert (data["Name"], data["State"]["Status"]) == ("/inspect-views-a", "created")
+        c.rename("inspect-views-b")
+        assert _inspect_twice(docker, c.id)["Name"] == "/inspect-views-b"
+        c.update(restart_policy={"Name": "on-failure", "MaximumRetryCount": 2})
+        policy = _inspect_twice(docker, c.id)["HostConfig"]["RestartPolicy"]
+        assert policy == {"Name": "on-failure", "MaximumRetryCount": 2}
+        net.connect(c)  # a created container's endpoint config changes in place
+        assert "cove-inspect-views" in _inspect_twice(docker, c.id)["NetworkSettings"]["Networks"]
+        c.start()
+        state = _inspect_twice(docker, c.id)["State"]
+        assert state["Running"] and state["Pid"] > 0
+        exec_id = docker.api.exec_create(c.id, ["true"])["Id"]
+        assert _inspect_twice(docker, c.id)["ExecIDs"] == [exec_id]
+        c.kill()
+        assert docker.api.wait(c.id, timeout=30)["StatusCode"] == 137
+        state = _inspect_twice(docker, c.id)["State"]
+        assert (state["Running"], state["ExitCode"], state["Pid"]) == (False, 137, 0)
+    finally:
+        c.remove(force=True)
+        net.remove()

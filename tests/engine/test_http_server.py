@@ -129,6 +129,29 @@ def test_http10_closes_and_errors_close(served: tuple[str, threading.Event]) -> 
         assert status.startswith("HTTP/1.1 500 ") and b"not allowed" in body
 
 
+def test_request_targets_and_api_versions(served: tuple[str, threading.Event]) -> None:
+    """Plain paths, escapes, queries, fragments and a ``//`` start all decode as urlsplit
+    would; a version is refused as too old or too new however often a good one came first."""
+    path, _ = served
+    cases = [
+        (b"/things/plain/json", b'{"Id": "plain", "q": ""}\n'),
+        (b"/things/a%3Ab/json?q=x%20y", b'{"Id": "a:b", "q": "x y"}\n'),
+        (b"/things/f/json#q=ignored", b'{"Id": "f", "q": ""}\n'),
+        (b"/v1.24/things/old/json?q=", b'{"Id": "old", "q": ""}\n'),
+        (b"/v1.44/things/new/json", b'{"Id": "new", "q": ""}\n'),
+    ]
+    with _connect(path) as s, s.makefile("rb") as f:
+        for target, body in cases * 2:
+            s.sendall(b"GET " + target + b" HTTP/1.1\r\n\r\n")
+            assert _read_response(f)[2] == body, target
+        for target, words in ((b"//things/x/json", b"page not found"),
+                              (b"/v1.23/things/x/json", b"is too old"),
+                              (b"/v1.45/things/x/json", b"is too new"),
+                              (b"/v1.44/things/x/json", b'"Id": "x"')):
+            s.sendall(b"GET " + target + b" HTTP/1.1\r\n\r\n")
+            assert words in _read_response(f)[2], target
+
+
 def test_expect_100_continue(served: tuple[str, threading.Event]) -> None:
     path, _ = served
     with _connect(path) as s, s.makefile("rb") as f:
