@@ -9,8 +9,9 @@ forks a helper that does that work and exits: its copies go with it.
 The launch helper creates the cgroup, the stdio, the container's first process
 (PID 1 of a new PID namespace when it has one), the id maps, monitor.sock's
 listening socket and state.json, then sends the monitor the container's pid and its
-descriptors, writes the engine's result and exits. The container is re-parented to
-the monitor, a child subreaper. A failure is written to the engine's result pipe here.
+descriptors and exits; the monitor answers the engine once it serves. The container is
+re-parented to the monitor, a child subreaper. A failure is written to the engine's
+result pipe here.
 
 An exec's child decodes the container's config and its process spec itself, for the
 same reason, before it becomes the exec'd process (container.exec_main).
@@ -57,7 +58,7 @@ def _json_line(obj: dict[str, Any]) -> bytes:
 def launch_main(payload: bytes, fds: list[int], report: socket.socket) -> NoReturn:
     """The launch helper's whole life (forked by the monitor); never returns.
 
-    It reports to the monitor over *report*, then writes the engine's result.
+    It reports to the monitor over *report*; only a failure is written to the engine here.
     """
     cfg: MonitorConfig | None = None
     code = 1
@@ -66,9 +67,8 @@ def launch_main(payload: bytes, fds: list[int], report: socket.socket) -> NoRetu
         cfg = decode_config(payload, fds)
         pid, stdio, listener = _Launcher(cfg).launch()
         msg, sent = _encode_started(pid, stdio, listener)
-        # The monitor first, then the engine: the engine may use monitor.sock at once.
+        # The monitor answers the engine once it serves (runtime.linux.monitor).
         socket.send_fds(report, [msg], sent)
-        procutil.write_all(cfg.result_fd, b'{"pid": %d}\n' % pid)
         code = 0
     except BaseException as e:  # a fork must never unwind into the monitor's stack
         if pid:

@@ -74,27 +74,34 @@ def run_monitor(payload: bytes, fds: list[int]) -> NoReturn:
 
     *payload* and *fds* are the request (runtime.linux.monitor_config.encode_config);
     the signal state is the one :func:`prepare_signals` sets. The launch helper is
-    forked first and reports the result to the engine itself: the start's critical
-    path is only its work. We wait for its report before our own set-up, which would
-    otherwise compete with it for the CPU.
+    forked first and creates the container (it answers the engine itself only when that
+    fails). We answer the engine once we serve and have logged what the container
+    printed so far, so a client's ``start`` then ``logs`` sees its output, as before the
+    helper existed.
     """
     code = 0
-    result_fd: int | None = fds[0]  # None once the helper answered the engine
+    result_fd: int | None = fds[0]  # None once the engine has its answer
+    pid = 0
     try:
         # The wakeup fd inherited is the forker's: its number may be reused here any time.
         signal.set_wakeup_fd(-1)
         # Before the helper exists: its child, the container, must be re-parented to us.
         SYSCALLS.prctl(PR_SET_CHILD_SUBREAPER, 1)
         pid, stdio, listener = _launch(payload, fds)
-        os.close(fds[0])
-        result_fd = None
         view = decode_view(payload, fds)  # the helper decoded it already: it is valid
         wakeup_r = _detach_from_engine(
-            [*fds[1:], listener, *(fd for fd, _, _ in stdio.parent_fds)])
+            [fds[0], *fds[1:], listener, *(fd for fd, _, _ in stdio.parent_fds)])
         # Built after the fd sweep above, which would close its epoll fd.
-        Monitor(view, payload, fds, wakeup_r).run(pid, stdio, listener)
+        monitor = Monitor(view, payload, fds, wakeup_r)
+        monitor.start(pid, stdio, listener)
+        procutil.write_all(fds[0], b'{"pid": %d}\n' % pid)
+        os.close(fds[0])
+        result_fd = None
+        monitor.serve()
     except BaseException as e:  # a fork must never unwind into the engine's stack
         if result_fd is not None:
+            if pid:
+                _kill_quietly(pid)  # the engine will hear "failed": leave nothing running
             try:
                 procutil.write_all(result_fd, _json_line(
                     {"kind": "internal", "message": f"container monitor: {e}"}))
@@ -102,6 +109,13 @@ def run_monitor(payload: bytes, fds: list[int]) -> NoReturn:
                 pass
         code = 1
     os._exit(code)
+
+
+def _kill_quietly(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except OSError:
+        pass
 
 
 def _launch(payload: bytes, fds: list[int]) -> tuple[int, Stdio, int]:
@@ -160,7 +174,8 @@ class Monitor:
         return self.view.cgroup()
 
     # -- startup ----------------------------------------------------------------
-    def run(self, pid: int, stdio: Stdio, listener: int) -> None:
+    def start(self, pid: int, stdio: Stdio, listener: int) -> None:
+        """Serve the container's stdio, attaches and monitor.sock; log what it already wrote."""
         view = self.view
         self._join_pid_namespace(pid)
         log = None
@@ -178,6 +193,10 @@ class Monitor:
         # A SIGCHLD that came before the wakeup fd was set left no byte: look once now
         # (after the attaches: reaping PID 1 drains its output to them).
         self.reap()
+        self.loop.run_once(0)  # output already in the pipes goes to the log now
+
+    def serve(self) -> None:
+        """Until the container is gone and recorded."""
         self._serve()
 
     def _join_pid_namespace(self, pid: int) -> None:
