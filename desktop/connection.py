@@ -10,6 +10,7 @@ from __future__ import annotations
 import socket
 import threading
 import weakref
+from collections.abc import Mapping
 
 from runtime.api.client import Client
 from runtime.api.transport import Transport, transport_for
@@ -30,6 +31,10 @@ class TrackingTransport:
     @property
     def endpoint(self) -> str:
         return self._inner.endpoint
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        return self._inner.headers
 
     def connect(self) -> socket.socket:
         sock = self._inner.connect()

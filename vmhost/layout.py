@@ -15,6 +15,8 @@ Instance directory (``<data>/vms/<name>/``)::
     events.jsonl         VM events (starting, ssh-ready, ready, port-forward, stopped, error)
     ssh.port             the 127.0.0.1 port forwarded to the guest's sshd
     docker.sock          the relay: Docker API of the guest engine (or in the short runtime dir)
+    relay.json           a TCP relay's {"host": "tcp://127.0.0.1:PORT", "token": ...}, 0600
+                         (Windows, or COVE_VM_RELAY=tcp: no Unix sockets there)
 
 Guest image cache (``/var/cache/cove/guest`` as root, else the user cache dir)::
 
@@ -53,6 +55,7 @@ SUPERVISOR_LOG = "supervisor.log"
 EVENTS = "events.jsonl"
 SSH_PORT = "ssh.port"
 RELAY_SOCKET = "docker.sock"
+RELAY_JSON = "relay.json"
 STATE_JSON = "state.json"
 
 IMAGE_ROOT = "root.raw"
@@ -148,6 +151,10 @@ class InstanceLayout:
     @property
     def state_json(self) -> Path:
         return self.dir / STATE_JSON
+
+    @property
+    def relay_json(self) -> Path:
+        return self.dir / RELAY_JSON
 
     @property
     def relay_socket(self) -> Path:

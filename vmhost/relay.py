@@ -26,23 +26,36 @@ arrived; a bodiless GET/HEAD that gets EOF before a byte of answer is sent once 
 fresh stream (safe to repeat); any other request on a stream idle for more than
 :data:`PROBE_AFTER_IDLE` goes after a ``HEAD /_ping`` round trip on it, and on a fresh
 stream if that fails, because it must never reach the engine twice.
+
+Where the relay listens is an :class:`Endpoint`: a Unix socket (:class:`UnixEndpoint`), or,
+where there are none (Windows; ``COVE_VM_RELAY=tcp`` elsewhere), 127.0.0.1:PORT
+(:class:`TcpEndpoint`). Any local user can reach a loopback port, so there each
+connection's first request must carry ``X-Cove-Token``; without it the client gets a 401
+before a channel is taken or a byte reaches the guest. The port and token are in the
+instance's ``relay.json`` (0600) for ``cove vm env``.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import hmac
 import json
 import logging
 import os
+import secrets
 import socket
+import sys
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from guestagent.protocol import API_PORT
-from runtime.api.errors import CoveError
+from runtime.api.errors import CoveError, InvalidArgument
+from runtime.fsutil import write_atomic
 from vmhost.guest import DIAL_STDIO, GuestConnection
 from vmhost.streams import CHUNK, SocketStream, Stream, splice
 
@@ -59,6 +72,9 @@ PROBE_AFTER_IDLE = 1.0
 REFUSE_TIMEOUT = 5.0
 MAX_HEAD = 16 * 1024
 PING_REQUEST = b"HEAD /_ping HTTP/1.1\r\nHost: api.moby.localhost\r\n\r\n"
+KIND_ENV = "COVE_VM_RELAY"  # unix | tcp: overrides the platform's choice
+PORT_ENV = "COVE_VM_RELAY_PORT"  # a fixed port for a TCP relay (default: ephemeral)
+TOKEN_HEADER = b"x-cove-token"  # runtime.api.transport.TOKEN_HEADER, as _headers() keys it
 
 Opened = tuple[Stream, str]
 
@@ -337,10 +353,142 @@ def refuse(conn: socket.socket, error: CoveError) -> None:
         conn.close()
 
 
-class UnixRelay:
+def new_token() -> str:
+    return base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("=")
+
+
+class Endpoint(Protocol):
+    """Where the relay listens, and whether a connection must show a token first."""
+
+    @property
+    def token(self) -> str | None: ...
+
+    def listen(self) -> socket.socket:
+        """A bound, listening socket; whatever clients need to find it is written."""
+        ...
+
+    def cleanup(self) -> None:
+        """Remove what listen() left for clients (the socket file, relay.json)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class UnixEndpoint:
+    path: Path
+    token: str | None = None  # a Unix socket is guarded by its mode
+
+    def listen(self) -> socket.socket:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.bind(str(self.path))
+        os.chmod(self.path, 0o660)
+        sock.listen(128)
+        return sock
+
+    def cleanup(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+
+@dataclass(frozen=True, slots=True)
+class TcpEndpoint:
+    """127.0.0.1:*port* (0: ephemeral); the bound port and the token go to *info* (0600)."""
+
+    info: Path
+    port: int = 0
+    token: str = field(default_factory=new_token, repr=False)
+
+    def listen(self) -> socket.socket:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            sock.bind(("127.0.0.1", self.port))
+            sock.listen(128)
+            host = f"tcp://127.0.0.1:{sock.getsockname()[1]}"
+            self.info.parent.mkdir(parents=True, exist_ok=True)
+            data = json.dumps({"host": host, "token": self.token}).encode()
+            # Not durable across a crash on purpose: a new start writes a new one.
+            write_atomic(self.info, data, 0o600, sync_dir=False)
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
+    def cleanup(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.info.unlink()
+
+    def __str__(self) -> str:
+        return f"127.0.0.1:{self.port or 'ephemeral'} ({self.info})"
+
+
+def endpoint_for(
+    socket_path: Path,
+    info: Path,
+    *,
+    platform: str = sys.platform,
+    env: Mapping[str, str] = os.environ,
+) -> UnixEndpoint | TcpEndpoint:
+    """The relay's endpoint here: TCP on Windows (Python there has no AF_UNIX), a Unix
+    socket elsewhere; ``COVE_VM_RELAY=unix|tcp`` chooses (tests take the TCP path on
+    Linux), ``COVE_VM_RELAY_PORT`` fixes a TCP relay's port."""
+    kind = env.get(KIND_ENV) or ("tcp" if platform == "win32" else "unix")
+    if kind == "unix":
+        return UnixEndpoint(socket_path)
+    if kind != "tcp":
+        raise InvalidArgument(f"{KIND_ENV}={kind!r}: use unix or tcp")
+    port = env.get(PORT_ENV, "0")
+    if not port.isdigit() or int(port) > 65535:
+        raise InvalidArgument(f"{PORT_ENV}={port!r}: not a port number")
+    return TcpEndpoint(info, int(port))
+
+
+def read_relay_info(info: Path) -> tuple[str, str] | None:
+    """(host URL, token) of a TCP relay from its relay.json; None when there is none."""
+    try:
+        doc = json.loads(info.read_bytes())
+    except (FileNotFoundError, ValueError):
+        return None
+    host, token = doc.get("host"), doc.get("token")
+    return (host, token) if isinstance(host, str) and isinstance(token, str) else None
+
+
+def has_token(request: bytes, token: str) -> bool:
+    """True when the complete request head carries ``X-Cove-Token: <token>`` (compared in
+    constant time, so a wrong guess says nothing about the right one)."""
+    head, sep, _ = request.partition(b"\r\n\r\n")
+    if not sep:
+        return False
+    _, *lines = head.split(b"\r\n")
+    for h in lines:
+        name, _, value = h.partition(b":")
+        if name.strip().lower() == TOKEN_HEADER:
+            return hmac.compare_digest(value.strip(), token.encode())
+    return False
+
+
+def unauthorized() -> bytes:
+    body = json.dumps(
+        {"message": "cove vm: this relay needs the X-Cove-Token header (COVE_HOST_TOKEN)"}
+    ).encode()
+    head = (
+        b"HTTP/1.1 401 Unauthorized\r\nContent-Type: application/json\r\n"
+        b"Connection: close\r\nContent-Length: %d\r\n\r\n" % len(body)
+    )
+    return head + body
+
+
+class Relay:
+    """Listens on *where* (a Unix socket path, or an :class:`Endpoint`) and splices each
+    connection to a stream to the guest engine."""
+
     def __init__(
         self,
-        path: Path,
+        where: Path | Endpoint,
         guest: GuestConnection,
         command: str = DIAL_STDIO,
         *,
@@ -351,7 +499,7 @@ class UnixRelay:
         preping: bool = True,
         probe_after_idle: float = PROBE_AFTER_IDLE,
     ) -> None:
-        self.path = path
+        self.endpoint: Endpoint = UnixEndpoint(where) if isinstance(where, Path) else where
         self.guest = guest
         self.command = command
         self.preamble = preamble
@@ -365,6 +513,14 @@ class UnixRelay:
         self.connections = 0
         self.pings_answered = 0
         self.stale = 0  # pooled streams found closed (or not answering) at first use
+        self.unauthorized = 0  # connections refused for a missing or wrong token
+
+    @property
+    def path(self) -> Path:
+        """The socket path of a Unix relay."""
+        if not isinstance(self.endpoint, UnixEndpoint):
+            raise TypeError(f"not a Unix relay: {self.endpoint}")
+        return self.endpoint.path
 
     def _open(self) -> Opened:
         return open_api(
@@ -376,18 +532,11 @@ class UnixRelay:
         )
 
     def start(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with contextlib.suppress(FileNotFoundError):
-            self.path.unlink()
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.bind(str(self.path))
-        os.chmod(self.path, 0o660)
-        sock.listen(128)
-        self._sock = sock
+        self._sock = self.endpoint.listen()
         self._thread = threading.Thread(target=self._serve, name="relay", daemon=True)
         self._thread.start()
         self.pool.refill()
-        log.info("relay listening on %s", self.path)
+        log.info("relay listening on %s", self.endpoint)
 
     def _serve(self) -> None:
         sock = self._sock  # close() clears the attribute while this waits in accept()
@@ -401,18 +550,26 @@ class UnixRelay:
 
     def _handle(self, conn: socket.socket) -> None:
         self.connections += 1
+        first = b""
+        if self.endpoint.token is not None:
+            first = self._admit(conn, self.endpoint.token)
+            if not first:
+                return
         try:
             got = self.pool.take()
         except CoveError as e:
             log.warning("relay: %s", e)
-            refuse(conn, e)
+            if first:
+                self._answer_502(conn, e)
+            else:
+                refuse(conn, e)
             self.pool.refill()
             return
         if self.pool.empty():
             self.pool.refill()  # a burst, or a long-lived stream: do not wait for its end
         client = SocketStream(conn)
         try:
-            first = self._first_request(conn, got)
+            first = self._first_request(conn, got, first)
             stream, how, answer = self._forward_first(got, first)
         except CoveError as e:
             log.warning("relay: %s", e)
@@ -436,11 +593,29 @@ class UnixRelay:
             return
         splice(client, channel, name="relay")
 
-    def _first_request(self, conn: socket.socket, got: Pooled) -> bytes:
-        """The client's first request to pass on (its head and whatever came with it). A
-        HEAD /_ping that was already sent on *got* gets that answer, and the next one is
-        read. b"" when the client closed first."""
-        first = _read_head(SocketStream(conn))
+    def _admit(self, conn: socket.socket, token: str) -> bytes:
+        """The client's first request when it carries *token*; else b"", the client
+        answered 401 (or gone) and the connection closed, before anything reached the guest."""
+        try:
+            conn.settimeout(REFUSE_TIMEOUT)  # a silent client must not hold a thread forever
+            first = _read_head(SocketStream(conn))
+            conn.settimeout(None)
+            if has_token(first, token):
+                return first
+            if first:
+                self.unauthorized += 1
+                log.warning("relay: a connection without the right X-Cove-Token refused")
+                conn.sendall(unauthorized())
+        except OSError as e:
+            log.debug("relay: %s", e)
+        conn.close()
+        return b""
+
+    def _first_request(self, conn: socket.socket, got: Pooled, first: bytes = b"") -> bytes:
+        """The client's first request to pass on (its head and whatever came with it;
+        *first* when it was read already). A HEAD /_ping that was already sent on *got*
+        gets that answer, and the next one is read. b"" when the client closed first."""
+        first = first or _read_head(SocketStream(conn))
         if got.ping is not None and is_plain_head_ping(first):
             self.pings_answered += 1
             conn.sendall(got.ping)
@@ -501,5 +676,7 @@ class UnixRelay:
             self._sock.close()
             self._sock = None
         self.pool.close()
-        with contextlib.suppress(FileNotFoundError):
-            self.path.unlink()
+        self.endpoint.cleanup()
+
+
+UnixRelay = Relay  # the name from before TCP endpoints

@@ -25,7 +25,7 @@ from vmhost.events import EventLog
 from vmhost.guest import EVENTS, GuestConnection
 from vmhost.hypervisor import Hypervisor
 from vmhost.portforward import PortForwarder
-from vmhost.relay import POOL_SIZE, UnixRelay, open_api
+from vmhost.relay import POOL_SIZE, Relay, endpoint_for, open_api
 
 log = logging.getLogger("vmhost.supervisor")
 
@@ -67,7 +67,7 @@ class Supervisor:
         self.lay = layout.InstanceLayout.named(name)
         self.stopping = threading.Event()
         self.guest: GuestConnection | None = None
-        self.relay: UnixRelay | None = None
+        self.relay: Relay | None = None
         self.forwarder: PortForwarder | None = None
 
     def boot(self) -> GuestConnection:
@@ -115,17 +115,17 @@ class Supervisor:
         else:
             self.events.emit("engine-ready", t=round(time.monotonic() - t0, 2))
         # Started once the engine answers, so that the pool's first channels do not fail.
-        self.relay = UnixRelay(
-            self.lay.relay_socket,
+        endpoint = endpoint_for(self.lay.relay_socket, self.lay.relay_json)
+        self.lay.relay_json.unlink(missing_ok=True)  # a crashed TCP run's: `vm env` reads it
+        self.relay = Relay(
+            endpoint,
             guest,
             preamble=preamble,
             engine_socket=ENGINE_SOCKET,
             pool_size=POOL_SIZE,
         )
         self.relay.start()
-        self.events.emit(
-            "ready", socket=str(self.lay.relay_socket), t=round(time.monotonic() - t0, 2)
-        )
+        self.events.emit("ready", socket=str(endpoint), t=round(time.monotonic() - t0, 2))
         return guest
 
     def _notify(self, action: str, port: int, error: str) -> None:

@@ -6,7 +6,9 @@ port or (later, from vmhost) an SSH channel wrapped in a socket.
 
 Endpoints are URLs: ``unix:///run/cove/engine.sock`` or ``tcp://host:port``.
 Which one is used: the ``-H/--host`` flag, else ``$COVE_HOST``, else
-:data:`DEFAULT_HOST`. ``DOCKER_HOST`` is deliberately ignored: a user pointing
+:data:`DEFAULT_HOST`. A ``tcp://`` endpoint that anyone on the machine can reach (the VM
+relay on Windows) wants a token: ``$COVE_HOST_TOKEN`` goes in each connection's first
+request as ``X-Cove-Token``. ``DOCKER_HOST`` is deliberately ignored: a user pointing
 docker at Cove must not accidentally point cove at a real dockerd.
 """
 
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Mapping
 from typing import Protocol
 from urllib.parse import urlsplit
 
@@ -24,6 +27,8 @@ from runtime.api.errors import InvalidArgument
 DEFAULT_SOCKET_PATH = "/run/cove/engine.sock"
 DEFAULT_HOST = "unix://" + DEFAULT_SOCKET_PATH
 HOST_ENV = "COVE_HOST"
+TOKEN_ENV = "COVE_HOST_TOKEN"
+TOKEN_HEADER = "X-Cove-Token"
 
 
 class EngineUnreachable(ConnectionError):
@@ -50,6 +55,11 @@ class Transport(Protocol):
 
     def connect(self) -> socket.socket: ...
 
+    @property
+    def headers(self) -> Mapping[str, str]:
+        """Headers every request on this transport carries (e.g. a relay's token)."""
+        ...
+
 
 class UnixSocketTransport:
     __slots__ = ("path", "timeout")
@@ -64,6 +74,10 @@ class UnixSocketTransport:
     def endpoint(self) -> str:
         return "unix://" + self.path
 
+    @property
+    def headers(self) -> Mapping[str, str]:
+        return {}
+
     def connect(self) -> socket.socket:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.settimeout(self.timeout)
@@ -76,17 +90,23 @@ class UnixSocketTransport:
 
 
 class TcpTransport:
-    __slots__ = ("host", "port", "timeout")
+    __slots__ = ("host", "port", "timeout", "token")
 
-    def __init__(self, host: str, port: int, timeout: float | None = None) -> None:
-        self.host, self.port, self.timeout = host, port, timeout
+    def __init__(
+        self, host: str, port: int, timeout: float | None = None, token: str | None = None
+    ) -> None:
+        self.host, self.port, self.timeout, self.token = host, port, timeout, token
 
     def __repr__(self) -> str:
-        return f"TcpTransport({self.host!r}, {self.port})"
+        return f"TcpTransport({self.host!r}, {self.port})"  # never the token
 
     @property
     def endpoint(self) -> str:
         return f"tcp://{self.host}:{self.port}"
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        return {TOKEN_HEADER: self.token} if self.token else {}
 
     def connect(self) -> socket.socket:
         try:
@@ -116,5 +136,6 @@ def transport_for(url: str, timeout: float | None = None) -> Transport:
     if parts.scheme in ("tcp", "http"):
         if not parts.hostname:
             raise InvalidArgument(f"invalid host {url!r}: missing host name")
-        return TcpTransport(parts.hostname, parts.port or 2375, timeout)
+        token = os.environ.get(TOKEN_ENV) or None
+        return TcpTransport(parts.hostname, parts.port or 2375, timeout, token)
     raise InvalidArgument(f"invalid host {url!r}: use unix:///path or tcp://host:port")

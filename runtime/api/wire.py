@@ -144,7 +144,7 @@ class BaseClient:
 
         The caller owns the response; closing it closes the connection.
         """
-        hdrs = dict(headers or {})
+        hdrs = {**self.transport.headers, **(headers or {})}
         body: Body | None = data
         if json_body is not None:
             body = json.dumps(json_body).encode()
@@ -208,7 +208,9 @@ class BaseClient:
         head = (
             f"POST {self.url(path, query)} HTTP/1.1\r\nHost: localhost\r\n"
             f"Connection: Upgrade\r\nUpgrade: tcp\r\nContent-Type: {ctype}\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n"
+            f"Content-Length: {len(body)}\r\n"
+            + "".join(f"{k}: {v}\r\n" for k, v in self.transport.headers.items())
+            + "\r\n"
         )
         sock = self.transport.connect()
         try:

@@ -1,6 +1,7 @@
 """``cove vm``: the Linux VM that runs the engine on macOS/Windows (works on Linux too).
 
-Verbs: ``image build|pack|fetch``, ``start``, ``stop``, ``status``, ``rm``, ``ssh``, ``logs``.
+Verbs: ``image build|pack|fetch``, ``start``, ``stop``, ``status``, ``rm``, ``ssh``, ``logs``,
+``env``.
 vmhost (paramiko, libvirt) is imported inside the handlers only, so this module imports
 anywhere.
 """
@@ -255,6 +256,35 @@ def _ssh(args: argparse.Namespace) -> int:
     return subprocess.call(argv)
 
 
+def env_lines(name: str) -> list[str]:
+    """``KEY=VALUE`` lines (and ``#`` comments) that point cove and docker at the VM's relay."""
+    from vmhost import layout
+    from vmhost.relay import read_relay_info
+
+    lay = layout.InstanceLayout.named(name)
+    tcp = read_relay_info(lay.relay_json)
+    if tcp is not None:
+        host, token = tcp
+        return [
+            f"COVE_HOST={host}",
+            f"COVE_HOST_TOKEN={token}",
+            "# The docker CLI cannot send the relay's X-Cove-Token header, so DOCKER_HOST",
+            "# cannot point here; on Windows docker needs a named pipe relay (not yet).",
+        ]
+    host = "unix://" + str(lay.relay_socket)
+    return [f"COVE_HOST={host}", f"DOCKER_HOST={host}"]
+
+
+def _env(args: argparse.Namespace) -> int:
+    from vmhost import control
+
+    if not control.supervisor_pid(args.name):
+        print(f"cove vm env: vm {args.name} is not running (cove vm start)", file=sys.stderr)
+        return 1
+    print("\n".join(env_lines(args.name)))
+    return 0
+
+
 def _logs(args: argparse.Namespace) -> int:
     from vmhost import layout
 
@@ -348,6 +378,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     ssh = named(sub.add_parser("ssh", help="Open a shell (or run a command) in the VM"))
     ssh.add_argument("command", nargs=argparse.REMAINDER)
     ssh.set_defaults(func=_handler(_ssh))
+    env = named(sub.add_parser("env", help="Print COVE_HOST/DOCKER_HOST lines for the VM"))
+    env.set_defaults(func=_handler(_env))
     logs = named(sub.add_parser("logs", help="Print the VM's console (or supervisor) log"))
     logs.add_argument("--which", choices=("serial", "supervisor", "events"), default="serial")
     logs.set_defaults(func=_handler(_logs))
