@@ -196,7 +196,7 @@ def _start(args: argparse.Namespace) -> int:
         sock = control.start(config, timeout=args.timeout, on_event=show)
     except CoveError as e:
         return _fail(e)
-    print(f"unix://{sock}")
+    print(_relay_url(args.name, sock))
     return 0
 
 
@@ -257,7 +257,10 @@ def _ssh(args: argparse.Namespace) -> int:
 
 
 def env_lines(name: str) -> list[str]:
-    """``KEY=VALUE`` lines (and ``#`` comments) that point cove and docker at the VM's relay."""
+    """``export KEY=VALUE`` lines (and ``#`` comments) that point cove and docker at the VM's
+    relay, for ``eval "$(cove vm env)"``."""
+    import shlex
+
     from vmhost import layout
     from vmhost.relay import read_relay_info
 
@@ -266,13 +269,22 @@ def env_lines(name: str) -> list[str]:
     if tcp is not None:
         host, token = tcp
         return [
-            f"COVE_HOST={host}",
-            f"COVE_HOST_TOKEN={token}",
+            f"export COVE_HOST={shlex.quote(host)}",
+            f"export COVE_HOST_TOKEN={shlex.quote(token)}",
             "# The docker CLI cannot send the relay's X-Cove-Token header, so DOCKER_HOST",
             "# cannot point here; on Windows docker needs a named pipe relay (not yet).",
         ]
-    host = "unix://" + str(lay.relay_socket)
-    return [f"COVE_HOST={host}", f"DOCKER_HOST={host}"]
+    host = shlex.quote("unix://" + str(lay.relay_socket))
+    return [f"export COVE_HOST={host}", f"export DOCKER_HOST={host}"]
+
+
+def _relay_url(name: str, sock: str) -> str:
+    """What `cove vm start` prints: the TCP relay's URL where it runs one, else the socket's."""
+    from vmhost import layout
+    from vmhost.relay import read_relay_info
+
+    tcp = read_relay_info(layout.InstanceLayout.named(name).relay_json)
+    return tcp[0] if tcp is not None else f"unix://{sock}"
 
 
 def _env(args: argparse.Namespace) -> int:

@@ -246,18 +246,19 @@ def test_vm_env_prints_host_and_token(tmp_path: Path, monkeypatch: pytest.Monkey
     monkeypatch.setenv("COVE_VM_HOME", str(tmp_path))
     lay = InstanceLayout.named("default")
     lay.dir.mkdir(parents=True)
-    assert env_lines("default")[0] == f"COVE_HOST=unix://{lay.relay_socket}"
+    assert env_lines("default") == [f"export COVE_HOST=unix://{lay.relay_socket}",
+                                    f"export DOCKER_HOST=unix://{lay.relay_socket}"]
     endpoint = TcpEndpoint(lay.relay_json)
     sock = endpoint.listen()
     try:
         lines = env_lines("default")
         port = sock.getsockname()[1]
         assert lines[:2] == [
-            f"COVE_HOST=tcp://127.0.0.1:{port}",
-            f"COVE_HOST_TOKEN={endpoint.token}",
+            f"export COVE_HOST=tcp://127.0.0.1:{port}",
+            f"export COVE_HOST_TOKEN={endpoint.token}",
         ]
         assert all(line.startswith("#") for line in lines[2:]) and "named pipe" in "".join(lines)
-        assert not any(line.startswith("DOCKER_HOST") for line in lines)
+        assert not any("DOCKER_HOST=" in line for line in lines)
     finally:
         sock.close()
         endpoint.cleanup()
