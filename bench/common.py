@@ -78,10 +78,24 @@ def compile_bytecode() -> None:
                    check=True, stdout=subprocess.DEVNULL)
 
 
+class BenchEngine(EngineProcess):
+    """The test harness's engine, with its ``--debug`` flag only when asked."""
+
+    def __init__(self, base: Path, debug: bool) -> None:
+        super().__init__(base)
+        self._debug = debug
+
+    def argv(self) -> list[str]:
+        argv = super().argv()
+        return argv if self._debug else [a for a in argv if a != "--debug"]
+
+
 @contextlib.contextmanager
-def cove_engine(busybox_tar: Path) -> Iterator[EngineProcess]:
+def cove_engine(busybox_tar: Path, debug: bool = False) -> Iterator[EngineProcess]:
+    """A private engine with busybox imported; without ``--debug`` unless asked, as
+    dockerd runs without ``-D`` (a log line per request is not free)."""
     compile_bytecode()
-    eng = EngineProcess(Path(tempfile.mkdtemp(prefix="cove-bench-")))
+    eng = BenchEngine(Path(tempfile.mkdtemp(prefix="cove-bench-")), debug)
     try:
         eng.start()
         eng.import_image(busybox_tar, "busybox")

@@ -18,46 +18,18 @@ ratios. Cove runs without ``--debug``, as dockerd runs without ``-D``
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import statistics
 import subprocess
-import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from bench.common import DOCKER_CLI, busybox_tarball, compile_bytecode, dockerd
-from tests.harness import EngineProcess
+from bench.common import DOCKER_CLI, busybox_tarball, cove_engine, dockerd
 
 LOG_BYTES = 10_000_000
 CONTAINERS = 50
 RUNNING = 5
-
-
-class _QuietEngine(EngineProcess):
-    """The test harness's engine without its ``--debug`` flag (a per-request log line)."""
-
-    def __init__(self, base: Path, debug: bool) -> None:
-        super().__init__(base)
-        self._debug = debug
-
-    def argv(self) -> list[str]:
-        argv = super().argv()
-        return argv if self._debug else [a for a in argv if a != "--debug"]
-
-
-@contextlib.contextmanager
-def cove_engine(busybox_tar: Path, debug: bool) -> Iterator[EngineProcess]:
-    compile_bytecode()
-    eng = _QuietEngine(Path(tempfile.mkdtemp(prefix="cove-bench-")), debug)
-    try:
-        eng.start()
-        eng.import_image(busybox_tar, "busybox")
-        yield eng
-    finally:
-        eng.cleanup()
 
 
 def cli_env(host: str) -> dict[str, str]:
