@@ -167,10 +167,14 @@ def dockerd(busybox_tar: Path, bridge_ip: str | None = None) -> Iterator[Dockerd
 
 
 def busybox_tarball() -> Path:
-    out = Path(tempfile.mkdtemp(prefix="busybox-")) / "rootfs.tar"
-    with open(out, "wb") as f:
+    """The busybox rootfs every benchmark imports: one file in the temp dir, rebuilt by each
+    run (it is quick) and renamed into place, so runs leave no tarballs behind."""
+    out = Path(tempfile.gettempdir()) / "cove-bench-busybox.tar"
+    tmp = out.with_name(f".{out.name}.{os.getpid()}")
+    with open(tmp, "wb") as f:
         subprocess.run(["bash", str(ROOT / "packaging" / "busybox-rootfs.sh")], stdout=f,
                        check=True)
+    os.replace(tmp, out)
     return out
 
 
