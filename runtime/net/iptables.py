@@ -27,11 +27,16 @@ import shutil
 import subprocess
 import threading
 from collections.abc import Iterable
+from pathlib import Path
 
 from runtime.api.errors import Internal
 from runtime.net.firewall import BridgeRules, PortRule
 
 _MAX_PREFIX = 20  # chain names are at most 28 characters; our longest suffix is 7
+
+# Host-wide (several engines share ``ip nat``/``ip filter``): which of them iptables-nft
+# created for Cove, so they go again once unused, even after the engine that made them died.
+CREATED_TABLES_DIR = Path("/run/cove-iptables-created")
 
 
 class IptablesError(Internal):
@@ -56,8 +61,10 @@ class IptablesFirewall:
         self._ports: dict[tuple[str, str, int], PortRule] = {}
         self._installed = False
         # iptables-nft tables (``ip nat``/``ip filter``) that did not exist before we first
-        # wrote rules: removed again with our chains when nothing else uses them.
+        # wrote rules: removed again with our chains when nothing else uses them. Marked
+        # under /run too, so an engine restarted after a crash still knows they were ours.
         self._created_tables: set[str] = set()
+        self.created_marks = CREATED_TABLES_DIR
 
     # ------------------------------------------------------------------ Firewall interface
     def rebuild(self, bridges: Iterable[BridgeRules], ports: Iterable[PortRule]) -> None:
@@ -110,7 +117,9 @@ class IptablesFirewall:
     # ------------------------------------------------------------------ rules
     def _apply(self) -> None:
         if not self._installed:
-            self._created_tables |= self._missing_nft_tables()
+            created = self._missing_nft_tables()
+            self._mark_created(created)
+            self._created_tables |= created
         script = self._nat_script() + self._filter_script()
         self._run([f"{self.binary}-restore", "-w", "--noflush"], stdin=script)
         if not self._installed:
@@ -187,10 +196,23 @@ class IptablesFirewall:
             for name in names:
                 self._run([self.binary, "-w", "-t", table, "-X", self._chain(name)], check=False)
         self._installed = False
-        for table in sorted(self._created_tables):
+        for table in sorted(self._created_tables | self._marked_created()):
             if self._unused(table):
                 self._run(["nft", "delete", "table", "ip", table], check=False)
+                (self.created_marks / table).unlink(missing_ok=True)
         self._created_tables.clear()
+
+    def _mark_created(self, tables: set[str]) -> None:
+        if tables:
+            self.created_marks.mkdir(mode=0o700, exist_ok=True)
+        for table in tables:
+            (self.created_marks / table).touch()
+
+    def _marked_created(self) -> set[str]:
+        try:
+            return {p.name for p in self.created_marks.iterdir() if p.name in ("nat", "filter")}
+        except FileNotFoundError:
+            return set()
 
     def _missing_nft_tables(self) -> set[str]:
         """Which of nat/filter an nf_tables-based iptables would create (none for legacy)."""

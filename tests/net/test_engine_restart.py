@@ -66,6 +66,11 @@ def test_volume_survives_container_removal_and_engine_restart(private_engine: An
     cli(eng, "volume", "rm", "keep")
 
 
+def _nft_tables() -> set[str]:
+    out = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
+    return set(out.splitlines())
+
+
 def _kernel_traces(eng: Any, backend: str, port: int) -> str:
     """What of the published *port* the packet filter still carries."""
     if backend == "iptables":
@@ -86,6 +91,7 @@ def test_sigkill_leaves_nothing_and_ports_can_be_published_again(
     from tests.harness import EngineProcess
 
     monkeypatch.setenv("COVE_FIREWALL", backend)
+    tables_before = _nft_tables()
     eng = EngineProcess(tmp_path / "engine")
     eng.start()
     try:
@@ -138,3 +144,5 @@ def test_sigkill_leaves_nothing_and_ports_can_be_published_again(
                 eng.start()
         eng.cleanup()
     assert _kernel_traces(eng, backend, port) == ""
+    # Tables iptables-nft created for the crashed engine go too: the restarted one knew.
+    assert not {"table ip nat", "table ip filter"} & (_nft_tables() - tables_before)
