@@ -12,13 +12,18 @@ both alike. The report gives the median and the minimum of each side and their
 ratios. Cove runs without ``--debug``, as dockerd runs without ``-D``
 (``--debug`` to compare with Cove's per-request debug log on). Usage (root)::
 
-    .venv/bin/python -m bench.compat_bench [--runs N] [--debug]
+    .venv/bin/python -m bench.compat_bench [--runs N] [--debug] [--cases inspect,events]
+
+Besides medians and minima, each case reports the median of the per-pair ratios with a 95 %
+bootstrap interval: a case whose interval lies below 1 is faster than dockerd beyond this
+machine's noise, one whose interval straddles 1 is at parity.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import random
 import statistics
 import subprocess
 import time
@@ -110,16 +115,25 @@ def alternate(runs: int, cove: Callable[[], float], docker: Callable[[], float])
     return out
 
 
-def measure(cove: str, docker: str, runs: int) -> dict[str, Samples]:
+CASES = ("ps", "inspect", "logs", "stats", "events")
+
+
+def measure(
+    cove: str, docker: str, runs: int, cases: tuple[str, ...] = CASES
+) -> dict[str, Samples]:
     results: dict[str, Samples] = {}
-    for name, args, n in (
-        ("ps -a (50 containers)", ("ps", "-a"), runs),
-        ("inspect", ("inspect", "r0"), runs),
-        ("logs (10 MB)", ("logs", "logger"), runs),
-        ("stats --no-stream (5 running)", ("stats", "--no-stream"), max(3, runs // 3)),
+    for key, name, args, n in (
+        ("ps", "ps -a (50 containers)", ("ps", "-a"), runs),
+        ("inspect", "inspect", ("inspect", "r0"), runs),
+        ("logs", "logs (10 MB)", ("logs", "logger"), runs),
+        ("stats", "stats --no-stream (5 running)", ("stats", "--no-stream"), max(3, runs // 3)),
     ):
+        if key not in cases:
+            continue
         results[name] = alternate(n, lambda a=args: time_once(cove, *a),  # type: ignore[misc]
                                   lambda a=args: time_once(docker, *a))  # type: ignore[misc]
+    if "events" not in cases:
+        return results
     watchers = EventWatcher(cove), EventWatcher(docker)
     try:
         time.sleep(1.0)  # both streams are open
@@ -130,32 +144,47 @@ def measure(cove: str, docker: str, runs: int) -> dict[str, Samples]:
     return results
 
 
+def ratio_interval(pairs: list[float], rounds: int = 2000) -> tuple[float, float]:
+    """95 % bootstrap interval of the median per-pair ratio (a fixed seed: runs repeat)."""
+    rng = random.Random(7)
+    medians = sorted(statistics.median(rng.choices(pairs, k=len(pairs))) for _ in range(rounds))
+    return medians[int(rounds * 0.025)], medians[int(rounds * 0.975) - 1]
+
+
 def report(results: dict[str, Samples], runs: int) -> None:
     print(f"runs per case: {runs} (stats: {max(3, runs // 3)}), engines alternating")
     print(f"{'case':32} {'cove med':>9} {'dockerd med':>11} {'ratio':>6}   "
-          f"{'cove min':>9} {'dockerd min':>11} {'ratio':>6}   {'ratio range':>12}")
+          f"{'cove min':>9} {'dockerd min':>11} {'ratio':>6}   {'ratio range':>12}   "
+          f"{'pair ratio (95% CI)':>20}")
     for name, s in results.items():
         c_med, d_med = statistics.median(s.cove), statistics.median(s.docker)
         c_min, d_min = min(s.cove), min(s.docker)
         pairs = sorted(c / d for c, d in zip(s.cove, s.docker, strict=True))
         quart = len(pairs) // 4
         spread = f"{pairs[quart]:.2f}-{pairs[-1 - quart]:.2f}"
+        low, high = ratio_interval(pairs)
+        ci = f"{statistics.median(pairs):.3f} ({low:.3f}-{high:.3f})"
         print(f"{name:32} {c_med:9.4f} {d_med:11.4f} {c_med / d_med:6.2f}   "
-              f"{c_min:9.4f} {d_min:11.4f} {c_min / d_min:6.2f}   {spread:>12}")
+              f"{c_min:9.4f} {d_min:11.4f} {c_min / d_min:6.2f}   {spread:>12}   {ci:>20}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=15)
     parser.add_argument("--debug", action="store_true", help="run Cove with --debug")
+    parser.add_argument("--cases", default=",".join(CASES),
+                        help=f"comma-separated subset of {','.join(CASES)}")
     args = parser.parse_args()
+    cases = tuple(args.cases.split(","))
+    if unknown := set(cases) - set(CASES):
+        parser.error(f"unknown cases: {', '.join(sorted(unknown))}")
     tar = busybox_tarball()
     with cove_engine(tar, args.debug) as cove, dockerd(tar) as docker:
         if docker is None:
             raise SystemExit("dockerd is not installed: nothing to compare with")
         populate(cove.url)
         populate(docker.host)
-        report(measure(cove.url, docker.host, args.runs), args.runs)
+        report(measure(cove.url, docker.host, args.runs, cases), args.runs)
 
 
 if __name__ == "__main__":

@@ -148,7 +148,8 @@ def main() -> int:
     served: subprocess.Popen[str] | None = None
     try:
         sockets = {"host": host_sock}
-        sockets["relay"] = control.start(instance.InstanceConfig(name=args.name, disk_gib=4))
+        control.start(instance.InstanceConfig(name=args.name, disk_gib=4))
+        sockets["relay"] = str(layout.InstanceLayout.named(args.name).relay_socket)
         lay = layout.InstanceLayout.named(args.name)
         guest = SSHGuest(
             host="127.0.0.1",

@@ -8,6 +8,7 @@ and lives as a plain window; closing it quits. Quitting never stops containers.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 from desktop import settings as settings_mod
@@ -18,7 +19,8 @@ from desktop.store import EngineState, Store
 from desktop.tasks import TaskRunner
 from desktop.tray import TrayController, state_icon
 from desktop.views.main_window import MainWindow
-from vmhost.layout import InstanceLayout
+from runtime.api.transport import TOKEN_ENV
+from vmhost import control as vm_control
 
 log = logging.getLogger(__name__)
 
@@ -98,8 +100,10 @@ def main(host: str | None = None, no_tray: bool = False) -> int:
     settings = settings_mod.load()
     if host:
         settings.host = host
-    elif settings.mode == "vm":  # the supervisor's relay to the guest engine (vmhost.layout)
-        settings.host = "unix://" + str(InstanceLayout.named(settings.vm_name).relay_socket)
+    elif settings.mode == "vm":  # the supervisor's relay to the guest engine
+        settings.host, token = vm_control.relay_endpoint(settings.vm_name)
+        if token is not None:  # a TCP relay (Windows): transports send it (COVE_HOST_TOKEN)
+            os.environ[TOKEN_ENV] = token
     desktop = DesktopApp(settings, use_tray=not no_tray)
     desktop.start()
     try:

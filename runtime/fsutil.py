@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import stat
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,9 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o644, *, sync_dir: bool =
     the rename itself durable: after a crash the old file may come back, never a torn one.
     """
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
+    # Python's own fds are non-inheritable already; O_CLOEXEC closes the window before
+    # that flag is set where the platform has it (not Windows, which also has no O_DIRECTORY).
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), mode)
     try:
         view = memoryview(data)
         while view:
@@ -29,7 +32,7 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o644, *, sync_dir: bool =
     finally:
         os.close(fd)
     os.replace(tmp, path)
-    if not sync_dir:
+    if not sync_dir or sys.platform == "win32":  # NTFS renames are metadata-journaled
         return
     dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
     try:

@@ -10,7 +10,9 @@ import contextlib
 import http.client
 import json
 import os
+import pty
 import secrets
+import select
 import shutil
 import signal
 import socket
@@ -210,3 +212,32 @@ def _unmount_under(base: Path) -> None:
     for line in reversed(leaked_mounts(base)):
         target = line.split()[4]
         subprocess.run(["umount", "-l", target], capture_output=True, check=False)
+
+
+def in_pty(argv: list[str], send: bytes = b"", timeout: float = 30,
+           until: bytes | None = None, env: dict[str, str] | None = None) -> tuple[int, bytes]:
+    """Run *argv* with a pty as its stdin/stdout/stderr; (exit code, everything it wrote)."""
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: exec at once, nothing else in a forked interpreter
+        os.execve(argv[0], argv, env if env is not None else os.environ)
+    out = b""
+    sent = False
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            if send and not sent and (until is None or until in out):
+                os.write(fd, send)
+                sent = True
+            ready, _, _ = select.select([fd], [], [], 0.1)
+            if ready:
+                try:
+                    chunk = os.read(fd, 4096)
+                except OSError:
+                    break  # EIO: the child closed the pty
+                if not chunk:
+                    break
+                out += chunk
+        _, status = os.waitpid(pid, 0)
+    finally:
+        os.close(fd)
+    return os.waitstatus_to_exitcode(status), out

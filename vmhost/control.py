@@ -14,9 +14,11 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from runtime.api.errors import Internal, NotFound, Unavailable
 from vmhost import instance, layout
+from vmhost import relay as relayendpoint
 from vmhost.backends import get as get_backend
 from vmhost.events import VMEvent, size, watch
 from vmhost.hypervisor import Hypervisor, VMState
@@ -29,12 +31,31 @@ class VMInfo:
     name: str
     state: str
     supervisor_pid: int
-    socket: str
+    host: str  # the relay's URL while the supervisor runs, else ""
     ssh_port: int
     accel: str
     cpus: int
     memory_mib: int
     host_rss_bytes: int
+
+
+def _detached() -> dict[str, Any]:
+    """Popen arguments that let the supervisor outlive this process and its terminal."""
+    if sys.platform == "win32":
+        flags = subprocess.DETACHED_PROCESS | subprocess.CREATE_NEW_PROCESS_GROUP
+        return {"creationflags": flags}
+    return {"start_new_session": True}
+
+
+def relay_endpoint(name: str) -> tuple[str, str | None]:
+    """(URL, token) of the VM's relay for clients: ``unix://…`` and None, or on Windows
+    ``tcp://127.0.0.1:PORT`` and the token each connection's first request must carry."""
+    lay = layout.InstanceLayout.named(name)
+    return relayendpoint.relay_endpoint(lay.relay_socket, lay.relay_json)
+
+
+def relay_url(name: str) -> str:
+    return relay_endpoint(name)[0]
 
 
 def supervisor_pid(name: str) -> int:
@@ -48,14 +69,15 @@ def start(
     on_event: OnEvent | None = None,
     wait_engine: bool = True,
 ) -> str:
-    """Create (if needed) and boot the VM; returns the relay socket path. Idempotent."""
+    """Create (if needed) and boot the VM; returns the relay's URL for clients
+    (``unix://…`` or, on Windows, ``tcp://127.0.0.1:…``). Idempotent."""
     lay = (
         instance.create(config)
         if not layout.InstanceLayout.named(config.name).vm_json.exists()
         else layout.InstanceLayout.named(config.name)
     )
     if supervisor_pid(config.name):
-        return str(lay.relay_socket)
+        return relay_url(config.name)
     offset = size(lay.events)
     with open(lay.supervisor_log, "ab") as logf:
         subprocess.Popen(
@@ -63,8 +85,8 @@ def start(
             stdin=subprocess.DEVNULL,
             stdout=logf,
             stderr=logf,
-            start_new_session=True,
             env={**os.environ, "COVE_VM_HOME": str(layout.data_home())},
+            **_detached(),
         )
     for ev in watch(lay.events, offset=offset, timeout=timeout):
         if on_event:
@@ -72,7 +94,7 @@ def start(
         if ev.kind == "error":
             raise Unavailable(f"vm {config.name}: {ev.message} (see {lay.supervisor_log})")
         if ev.kind == "ready":
-            return str(lay.relay_socket)
+            return relay_url(config.name)
     raise Unavailable(f"vm {config.name}: not ready after {timeout:.0f}s (see {lay.serial_log})")
 
 
@@ -85,9 +107,19 @@ def stop(name: str, *, timeout: float = 60.0, hv: Hypervisor | None = None) -> N
         while supervisor_pid(name) and time.monotonic() < deadline:
             time.sleep(0.1)
         if supervisor_pid(name):
-            os.kill(pid, signal.SIGKILL)
+            # Windows has no SIGKILL; its SIGTERM is already TerminateProcess.
+            os.kill(pid, getattr(signal, "SIGKILL", signal.SIGTERM))
     hv = hv or get_backend()
     hv.stop(name, timeout=10)
+
+
+def _live_relay_url(name: str, lay: layout.InstanceLayout) -> str:
+    if not supervisor_pid(name):
+        return ""
+    if lay.relay_socket.exists():
+        return f"unix://{lay.relay_socket}"
+    info = relayendpoint.read_relay_info(lay.relay_json)
+    return info[0] if info else ""
 
 
 def status(name: str, hv: Hypervisor | None = None) -> VMInfo:
@@ -104,7 +136,7 @@ def status(name: str, hv: Hypervisor | None = None) -> VMInfo:
         name=name,
         state=st.state.value,
         supervisor_pid=supervisor_pid(name),
-        socket=str(lay.relay_socket) if lay.relay_socket.exists() else "",
+        host=_live_relay_url(name, lay),
         ssh_port=port,
         accel=st.accel,
         cpus=config.cpus,

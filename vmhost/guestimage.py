@@ -134,6 +134,8 @@ def build_base(cache: Path, mirror: str) -> Path:
 
 
 def build_wheel(dest: Path) -> Path:
+    if sys.platform == "win32":
+        raise Unavailable("guest image: building needs a Linux host (use the release image)")
     import fcntl  # image builds run on Linux only; vmhost itself must import everywhere
 
     # setuptools builds in the checkout's own build/ folder: two builds at once (two VMs
@@ -174,7 +176,7 @@ def install_wheel(wheel: Path, tree: Path) -> None:
 
 
 def _unpack(base_tar: Path, tree: Path) -> None:
-    if hasattr(os, "geteuid") and os.geteuid() != 0:
+    if not layout.is_root():
         raise Forbidden("guest image: unpacking the root tree needs root (file ownership)")
     with tarfile.open(base_tar) as tar:
         tar.extractall(tree, filter="fully_trusted")
@@ -242,7 +244,9 @@ def _sha256(path: Path) -> str:
 
 
 def _allocated(path: Path) -> int:
-    return path.stat().st_blocks * 512
+    if sys.platform == "win32":  # no st_blocks: report the apparent size
+        return path.stat().st_size
+    return int(path.stat().st_blocks) * 512
 
 
 def build(
@@ -330,7 +334,7 @@ def can_build() -> bool:
     mmdebstrap and mke2fs, and a checkout with the recipe (a wheel install has none)."""
     return (
         sys.platform.startswith("linux")
-        and os.geteuid() == 0
+        and layout.is_root()
         and all(shutil.which(tool) for tool in ("mmdebstrap", "mke2fs"))
         and (RECIPE_DIR / "build-base.sh").is_file()
     )

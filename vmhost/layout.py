@@ -37,6 +37,7 @@ as above), else a local build where the host can, else the release for this cove
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,10 +79,17 @@ def data_home() -> Path:
     return Path(platformdirs.user_data_path(APP))
 
 
+def is_root() -> bool:
+    """Root on a Unix host (system-wide libvirt and paths); never on Windows."""
+    if sys.platform == "win32":
+        return False
+    return os.geteuid() == 0
+
+
 def cache_home() -> Path:
     if env := os.environ.get("COVE_CACHE"):
         return Path(env)
-    if hasattr(os, "geteuid") and os.geteuid() == 0:
+    if is_root():
         return SYSTEM_CACHE
     import platformdirs
 

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import errno
 import hmac
 import json
 import logging
@@ -54,7 +55,8 @@ from pathlib import Path
 from typing import Protocol
 
 from guestagent.protocol import API_PORT
-from runtime.api.errors import CoveError, InvalidArgument
+from runtime.api.errors import CoveError, InvalidArgument, Unavailable
+from runtime.api.transport import unix_stream_socket
 from runtime.fsutil import write_atomic
 from vmhost.guest import DIAL_STDIO, GuestConnection
 from vmhost.streams import CHUNK, SocketStream, Stream, splice
@@ -109,6 +111,22 @@ def open_api(
     return guest.open_exec(command), "exec"
 
 
+def _socket_open(sock: socket.socket) -> bool:
+    """False once the peer has closed *sock* (a peek reads EOF) or it failed; never blocks.
+    A zero timeout rather than MSG_DONTWAIT, which Windows lacks."""
+    timeout = sock.gettimeout()
+    try:
+        sock.settimeout(0.0)
+        try:
+            return sock.recv(1, socket.MSG_PEEK) != b""
+        finally:
+            sock.settimeout(timeout)
+    except BlockingIOError:
+        return True
+    except OSError:  # closed here (EBADF) or failed
+        return False
+
+
 def is_alive(stream: Stream) -> bool:
     """False when an idle pooled stream has already ended (its SSH connection dropped, the
     engine closed it); an idle API connection never has data to read."""
@@ -119,12 +137,7 @@ def is_alive(stream: Stream) -> bool:
         t = ch.get_transport()
         return not (ch.closed or ch.eof_received or t is None or not t.is_active())
     if isinstance(stream, SocketStream):
-        try:
-            return stream.sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) != b""
-        except BlockingIOError:
-            return True
-        except OSError:
-            return False
+        return _socket_open(stream.sock)
     return False  # a kind it cannot check (exec streams): never pooled
 
 
@@ -381,7 +394,7 @@ class UnixEndpoint:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock = unix_stream_socket()  # endpoint_for() never picks this endpoint on Windows
         sock.bind(str(self.path))
         os.chmod(self.path, 0o660)
         sock.listen(128)
@@ -397,33 +410,54 @@ class UnixEndpoint:
 
 @dataclass(frozen=True, slots=True)
 class TcpEndpoint:
-    """127.0.0.1:*port* (0: ephemeral); the bound port and the token go to *info* (0600)."""
+    """127.0.0.1:*port*, guarded by *token*; both are kept in *info* (0600) across VM
+    restarts, so a ``DOCKER_HOST`` and token a user saved keep working. A remembered port
+    that something else took meanwhile gives way to a new one unless it was configured
+    (*fixed*); a fixed port that is taken is an error."""
 
     info: Path
     port: int = 0
     token: str = field(default_factory=new_token, repr=False)
+    fixed: bool = False
+
+    @property
+    def url(self) -> str:
+        return f"tcp://127.0.0.1:{self.port}"
 
     def listen(self) -> socket.socket:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         try:
-            sock.bind(("127.0.0.1", self.port))
+            try:
+                sock.bind(("127.0.0.1", self.port))
+            except OSError as e:
+                if self.fixed or e.errno != errno.EADDRINUSE:
+                    raise Unavailable(f"relay port 127.0.0.1:{self.port}: {e.strerror}") from e
+                sock.bind(("127.0.0.1", 0))
             sock.listen(128)
-            host = f"tcp://127.0.0.1:{sock.getsockname()[1]}"
-            self.info.parent.mkdir(parents=True, exist_ok=True)
-            data = json.dumps({"host": host, "token": self.token}).encode()
-            # Not durable across a crash on purpose: a new start writes a new one.
-            write_atomic(self.info, data, 0o600, sync_dir=False)
+            _write_info(self.info, sock.getsockname()[1], self.token)
         except BaseException:
             sock.close()
             raise
         return sock
 
     def cleanup(self) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            self.info.unlink()
+        """Nothing to remove: *info* stays for the next start (same port and token)."""
 
     def __str__(self) -> str:
-        return f"127.0.0.1:{self.port or 'ephemeral'} ({self.info})"
+        return f"{self.url} ({self.info})"
+
+
+def _write_info(info: Path, port: int, token: str) -> None:
+    info.parent.mkdir(parents=True, exist_ok=True, mode=0o700)  # the instance dir's mode
+    data = json.dumps({"host": f"tcp://127.0.0.1:{port}", "token": token}).encode()
+    write_atomic(info, data, 0o600)
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
 
 
 def endpoint_for(
@@ -435,16 +469,41 @@ def endpoint_for(
 ) -> UnixEndpoint | TcpEndpoint:
     """The relay's endpoint here: TCP on Windows (Python there has no AF_UNIX), a Unix
     socket elsewhere; ``COVE_VM_RELAY=unix|tcp`` chooses (tests take the TCP path on
-    Linux), ``COVE_VM_RELAY_PORT`` fixes a TCP relay's port."""
+    Linux), ``COVE_VM_RELAY_PORT`` fixes a TCP relay's port.
+
+    A TCP endpoint's port and token are chosen once, written to *info* and reused from
+    there, so the supervisor and clients that ask before the first start (the desktop,
+    ``cove vm env``) agree on them."""
     kind = env.get(KIND_ENV) or ("tcp" if platform == "win32" else "unix")
+    if kind == "unix" and platform == "win32":
+        raise InvalidArgument(f"{KIND_ENV}=unix: Windows has no Unix sockets; use tcp")
     if kind == "unix":
         return UnixEndpoint(socket_path)
     if kind != "tcp":
         raise InvalidArgument(f"{KIND_ENV}={kind!r}: use unix or tcp")
-    port = env.get(PORT_ENV, "0")
-    if not port.isdigit() or int(port) > 65535:
-        raise InvalidArgument(f"{PORT_ENV}={port!r}: not a port number")
-    return TcpEndpoint(info, int(port))
+    configured = env.get(PORT_ENV, "")
+    if configured and (not configured.isdigit() or not 0 < int(configured) <= 65535):
+        raise InvalidArgument(f"{PORT_ENV}={configured!r}: not a port number")
+    known = read_relay_info(info)
+    token = known[1] if known else new_token()
+    if configured:
+        port, fixed = int(configured), True
+    elif known and (remembered := known[0].rsplit(":", 1)[-1]).isdigit():
+        port, fixed = int(remembered), False
+    else:
+        port, fixed = _free_port(), False
+    if known != (f"tcp://127.0.0.1:{port}", token):
+        _write_info(info, port, token)
+    return TcpEndpoint(info, port, token, fixed)
+
+
+def relay_endpoint(socket_path: Path, info: Path) -> tuple[str, str | None]:
+    """(URL, token) a client uses for this instance's relay: ``unix://…`` and None, or
+    ``tcp://127.0.0.1:PORT`` and its token."""
+    endpoint = endpoint_for(socket_path, info)
+    if isinstance(endpoint, UnixEndpoint):
+        return f"unix://{endpoint.path}", None
+    return endpoint.url, endpoint.token
 
 
 def read_relay_info(info: Path) -> tuple[str, str] | None:

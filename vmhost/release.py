@@ -383,12 +383,19 @@ def prune_releases(guest_cache: Path, keep: int) -> None:
 def _exclusive(path: Path) -> Iterator[None]:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as f:
-        try:
+        if sys.platform == "win32":
+            import msvcrt
+
+            while True:  # LK_LOCK itself gives up after ten one-second tries
+                try:
+                    msvcrt.locking(f.fileno(), msvcrt.LK_LOCK, 1)
+                    break
+                except OSError:
+                    continue
+        else:
             import fcntl
-        except ImportError:  # Windows: no flock; concurrent first starts are the user's call
-            yield
-            return
-        fcntl.flock(f, fcntl.LOCK_EX)
+
+            fcntl.flock(f, fcntl.LOCK_EX)
         yield
 
 

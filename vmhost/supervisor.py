@@ -116,7 +116,6 @@ class Supervisor:
             self.events.emit("engine-ready", t=round(time.monotonic() - t0, 2))
         # Started once the engine answers, so that the pool's first channels do not fail.
         endpoint = endpoint_for(self.lay.relay_socket, self.lay.relay_json)
-        self.lay.relay_json.unlink(missing_ok=True)  # a crashed TCP run's: `vm env` reads it
         self.relay = Relay(
             endpoint,
             guest,

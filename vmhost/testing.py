@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from runtime.api.errors import Conflict, NotFound, Unavailable
+from runtime.api.transport import unix_stream_socket
 from vmhost.hypervisor import Resources, VMSpec, VMState, VMStatus
 from vmhost.streams import SocketStream, Stream
 
@@ -165,7 +166,7 @@ class LocalGuest:
         """*path* is a host path here (the test's engine socket stands in for the guest's)."""
         self._check()
         self.unix_opens.append(path)
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock = unix_stream_socket()
         try:
             sock.connect(path)
         except OSError as e:
@@ -211,7 +212,7 @@ class FakeEngine:
         self.fail_after_read: set[str] = set()
         self._idle: set[socket.socket] = set()
         self._lock = threading.Lock()
-        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._sock = unix_stream_socket()
         self._sock.bind(path)
         self._sock.listen(128)
         threading.Thread(target=self._accept, name="fake-engine", daemon=True).start()

@@ -14,8 +14,10 @@ docker at Cove must not accidentally point cove at a real dockerd.
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
+import sys
 from collections.abc import Mapping
 from typing import Protocol
 from urllib.parse import urlsplit
@@ -79,7 +81,10 @@ class UnixSocketTransport:
         return {}
 
     def connect(self) -> socket.socket:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock = unix_stream_socket()
+        except OSError as e:
+            raise EngineUnreachable(self.endpoint, str(e)) from e
         sock.settimeout(self.timeout)
         try:
             sock.connect(self.path)
@@ -87,6 +92,13 @@ class UnixSocketTransport:
             sock.close()
             raise EngineUnreachable(self.endpoint, e.strerror or str(e)) from e
         return sock
+
+
+def unix_stream_socket() -> socket.socket:
+    """A new AF_UNIX stream socket; OSError on Windows, whose CPython has no AF_UNIX."""
+    if sys.platform != "win32":
+        return socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    raise OSError(errno.EAFNOSUPPORT, "Unix sockets are not available on Windows")
 
 
 class TcpTransport:

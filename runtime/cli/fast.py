@@ -23,6 +23,7 @@ import sys
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import _socket
     from collections.abc import Callable, Iterator
     from typing import Any
 
@@ -312,13 +313,19 @@ def loads(raw: bytes) -> Any:
 # --- HTTP/1.1 over one Unix socket --------------------------------------------------------
 
 
+def _unix_socket() -> _socket.socket:
+    if sys.platform != "win32":
+        from _socket import AF_UNIX, SOCK_STREAM, socket
+
+        return socket(AF_UNIX, SOCK_STREAM)
+    raise OSError("Unix sockets are not available on Windows")  # main() never gets here
+
+
 class Connection:
     """One request and its response (or, after ``101``, the raw stream) on a fresh socket."""
 
     def __init__(self, path: str) -> None:
-        from _socket import AF_UNIX, SOCK_STREAM, socket
-
-        self.sock = socket(AF_UNIX, SOCK_STREAM)
+        self.sock = _unix_socket()
         self.buf = b""
         self.status = 0
         self.headers: dict[str, str] = {}
@@ -651,7 +658,7 @@ class SignalProxy:
 def main(argv: list[str]) -> int | None:
     """Run argv on the fast path: its exit code, or None when the full CLI must run it."""
     inv = parse(argv)
-    if inv is None:
+    if inv is None or sys.platform == "win32":  # Unix sockets only; Windows has none
         return None
     try:  # CPython's C accelerators; an interpreter without them takes the full path
         import _json  # noqa: F401

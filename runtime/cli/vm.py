@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
-from runtime.api.errors import Conflict, CoveError
+from runtime.api.errors import Conflict, CoveError, InvalidArgument
 
 
 def _fail(e: CoveError) -> int:
@@ -193,10 +193,10 @@ def _start(args: argparse.Namespace) -> int:
         config = _config(args)
         _apply_config(config)
         _fetch_guest_image(args)
-        sock = control.start(config, timeout=args.timeout, on_event=show)
+        url = control.start(config, timeout=args.timeout, on_event=show)
     except CoveError as e:
         return _fail(e)
-    print(_relay_url(args.name, sock))
+    print(url)
     return 0
 
 
@@ -221,12 +221,12 @@ def _status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([asdict(i) for i in infos], indent=1))
         return 0
-    print(f"{'NAME':12} {'STATE':9} {'ACCEL':5} {'CPUS':4} {'MEMORY':7} {'QEMU RSS':9} SOCKET")
+    print(f"{'NAME':12} {'STATE':9} {'ACCEL':5} {'CPUS':4} {'MEMORY':7} {'QEMU RSS':9} HOST")
     for i in infos:
         rss = f"{i.host_rss_bytes / 2**20:.0f}MiB" if i.host_rss_bytes else "-"
         print(
             f"{i.name:12} {i.state:9} {i.accel or '-':5} {i.cpus:<4} {i.memory_mib:<7} "
-            f"{rss:9} {i.socket or '-'}"
+            f"{rss:9} {i.host or '-'}"
         )
     return 0
 
@@ -256,35 +256,47 @@ def _ssh(args: argparse.Namespace) -> int:
     return subprocess.call(argv)
 
 
-def env_lines(name: str) -> list[str]:
-    """``export KEY=VALUE`` lines (and ``#`` comments) that point cove and docker at the VM's
-    relay, for ``eval "$(cove vm env)"``."""
+SHELLS = ("sh", "powershell", "cmd")
+
+
+def default_shell(platform: str = sys.platform) -> str:
+    return "powershell" if platform == "win32" else "sh"
+
+
+def env_vars(name: str) -> dict[str, str]:
+    """What points cove and docker at the VM's relay. A TCP relay (Windows) wants its token
+    in every connection's first request: cove sends ``COVE_HOST_TOKEN``, the docker CLI
+    (28 and later, and compose) ``DOCKER_CUSTOM_HEADERS``; docker-py and older CLIs read it
+    from ``HttpHeaders`` in the docker config.json (see ``cove vm env --help``)."""
+    from vmhost import control
+    from vmhost.relay import TOKEN_HEADER
+
+    url, token = control.relay_endpoint(name)
+    out = {"COVE_HOST": url, "DOCKER_HOST": url}
+    if token is not None:
+        out["COVE_HOST_TOKEN"] = token
+        out["DOCKER_CUSTOM_HEADERS"] = f"{TOKEN_HEADER.decode().title()}={token}"
+    return out
+
+
+def env_lines(name: str, shell: str | None = None) -> list[str]:
+    """Lines that set :func:`env_vars` in *shell*: ``eval "$(cove vm env)"`` in sh,
+    ``cove vm env | Invoke-Expression`` in PowerShell, ``FOR /F`` in cmd."""
     import shlex
 
-    from vmhost import layout
-    from vmhost.relay import read_relay_info
-
-    lay = layout.InstanceLayout.named(name)
-    tcp = read_relay_info(lay.relay_json)
-    if tcp is not None:
-        host, token = tcp
-        return [
-            f"export COVE_HOST={shlex.quote(host)}",
-            f"export COVE_HOST_TOKEN={shlex.quote(token)}",
-            "# The docker CLI cannot send the relay's X-Cove-Token header, so DOCKER_HOST",
-            "# cannot point here; on Windows docker needs a named pipe relay (not yet).",
-        ]
-    host = shlex.quote("unix://" + str(lay.relay_socket))
-    return [f"export COVE_HOST={host}", f"export DOCKER_HOST={host}"]
-
-
-def _relay_url(name: str, sock: str) -> str:
-    """What `cove vm start` prints: the TCP relay's URL where it runs one, else the socket's."""
-    from vmhost import layout
-    from vmhost.relay import read_relay_info
-
-    tcp = read_relay_info(layout.InstanceLayout.named(name).relay_json)
-    return tcp[0] if tcp is not None else f"unix://{sock}"
+    shell = shell or default_shell()
+    if shell not in SHELLS:
+        raise InvalidArgument(f"unknown shell {shell!r} (use {', '.join(SHELLS)})")
+    lines = []
+    for key, value in env_vars(name).items():
+        if shell == "powershell":
+            quoted = value.replace("'", "''")
+            lines.append(f"$Env:{key} = '{quoted}'")
+        elif shell == "cmd":
+            lines.append(f"SET {key}={value}")
+        else:
+            lines.append(f"export {key}={shlex.quote(value)}")
+    return lines
 
 
 def _env(args: argparse.Namespace) -> int:
@@ -293,7 +305,10 @@ def _env(args: argparse.Namespace) -> int:
     if not control.supervisor_pid(args.name):
         print(f"cove vm env: vm {args.name} is not running (cove vm start)", file=sys.stderr)
         return 1
-    print("\n".join(env_lines(args.name)))
+    try:
+        print("\n".join(env_lines(args.name, args.shell)))
+    except CoveError as e:
+        return _fail(e)
     return 0
 
 
@@ -364,7 +379,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         p.add_argument("name", nargs="?", default="default")
         return p
 
-    start = named(sub.add_parser("start", help="Create and boot the VM; print its Docker socket"))
+    start = named(sub.add_parser("start", help="Create and boot the VM; print its Docker host"))
     # No defaults here: a flag left out keeps the instance's setting (InstanceConfig's
     # default for a new one); a flag given changes a stopped instance before it boots.
     start.add_argument("--cpus", type=int, help="vCPUs (default 2)")
@@ -390,7 +405,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     ssh = named(sub.add_parser("ssh", help="Open a shell (or run a command) in the VM"))
     ssh.add_argument("command", nargs=argparse.REMAINDER)
     ssh.set_defaults(func=_handler(_ssh))
-    env = named(sub.add_parser("env", help="Print COVE_HOST/DOCKER_HOST lines for the VM"))
+    env = named(sub.add_parser(
+        "env", help="Print COVE_HOST/DOCKER_HOST lines for the VM",
+        epilog="On Windows the relay is a loopback TCP port guarded by a token: the lines "
+        "also set COVE_HOST_TOKEN for cove and DOCKER_CUSTOM_HEADERS for the docker CLI "
+        "(28+) and compose. docker-py, testcontainers and older docker CLIs send it when "
+        "the docker config.json has \"HttpHeaders\": {\"X-Cove-Token\": \"<token>\"}."))
+    env.add_argument("--shell", choices=SHELLS,
+                     help="syntax of the lines (default: powershell on Windows, else sh)")
     env.set_defaults(func=_handler(_env))
     logs = named(sub.add_parser("logs", help="Print the VM's console (or supervisor) log"))
     logs.add_argument("--which", choices=("serial", "supervisor", "events"), default="serial")

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import pty
-import select
 import shutil
 import subprocess
 import time
@@ -19,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.harness import ROOT, EngineProcess
+from tests.harness import ROOT, EngineProcess, in_pty
 
 pytestmark = pytest.mark.root
 COVE = str(ROOT / ".venv" / "bin" / "cove")
@@ -44,33 +42,6 @@ def inspect(engine: EngineProcess, ref: str) -> dict[str, Any]:
     return data[0]
 
 
-def in_pty(argv: list[str], send: bytes = b"", timeout: float = 30,
-           until: bytes | None = None) -> tuple[int, bytes]:
-    """Run *argv* with a pty as its stdin/stdout/stderr; (exit code, everything it wrote)."""
-    pid, fd = pty.fork()
-    if pid == 0:  # the child: exec at once, nothing else in a forked interpreter
-        os.execv(argv[0], argv)
-    out = b""
-    sent = False
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            if send and not sent and (until is None or until in out):
-                os.write(fd, send)
-                sent = True
-            ready, _, _ = select.select([fd], [], [], 0.1)
-            if ready:
-                try:
-                    chunk = os.read(fd, 4096)
-                except OSError:
-                    break  # EIO: the child closed the pty
-                if not chunk:
-                    break
-                out += chunk
-        _, status = os.waitpid(pid, 0)
-    finally:
-        os.close(fd)
-    return os.waitstatus_to_exitcode(status), out
 
 
 @pytest.fixture()

@@ -148,11 +148,52 @@ def test_relay_json_is_0600_and_written_atomically(tmp_path: Path) -> None:
         doc = json.loads(info.read_text())
         assert doc["host"].startswith("tcp://127.0.0.1:") and not doc["host"].endswith(":0")
         assert len(doc["token"]) == 43  # 32 random bytes, urlsafe base64 without padding
+        kept = info.read_bytes()
+        again = endpoint_for(tmp_path / "unused.sock", info, env={"COVE_VM_RELAY": "tcp"})
+        assert isinstance(again, TcpEndpoint)
+        assert again.url == doc["host"] and again.token == doc["token"] and not again.fixed
     finally:
         r.close()
         guest.close()
         engine.close()
-    assert not info.exists()  # close() takes it away with the port
+    # Kept for the next start: a DOCKER_HOST and token a user saved keep working.
+    assert info.read_bytes() == kept
+
+
+def test_next_start_keeps_port_and_token(tmp_path: Path) -> None:
+    info, env = tmp_path / "vm" / "relay.json", {"COVE_VM_RELAY": "tcp"}
+    first = endpoint_for(tmp_path / "x.sock", info, env=env)
+    assert isinstance(first, TcpEndpoint) and first.port > 0
+    assert read_relay_info(info) == (first.url, first.token)  # known before any listen()
+    assert stat.S_IMODE(info.parent.stat().st_mode) == 0o700
+    sock = first.listen()
+    sock.close()
+    first.cleanup()
+    second = endpoint_for(tmp_path / "x.sock", info, env=env)
+    assert isinstance(second, TcpEndpoint)
+    assert (second.port, second.token) == (first.port, first.token)
+    # The remembered port was taken meanwhile: a new port, the same token.
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", first.port))
+        squatter.listen()
+        sock = second.listen()
+        try:
+            moved = read_relay_info(info)
+            assert moved is not None and moved[1] == first.token
+            assert moved[0] == f"tcp://127.0.0.1:{sock.getsockname()[1]}" != first.url
+        finally:
+            sock.close()
+
+
+def test_configured_port_taken_is_an_error(tmp_path: Path) -> None:
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        port = squatter.getsockname()[1]
+        endpoint = endpoint_for(tmp_path / "x.sock", tmp_path / "relay.json",
+                                env={"COVE_VM_RELAY": "tcp", "COVE_VM_RELAY_PORT": str(port)})
+        with pytest.raises(CoveError, match=f"relay port 127.0.0.1:{port}"):
+            endpoint.listen()
 
 
 def test_configured_port(tmp_path: Path) -> None:
@@ -181,14 +222,14 @@ def test_endpoint_choice(tmp_path: Path) -> None:
     assert endpoint_for(sock, info, platform="linux", env={}) == UnixEndpoint(sock)
     assert endpoint_for(sock, info, platform="darwin", env={}) == UnixEndpoint(sock)
     win = endpoint_for(sock, info, platform="win32", env={})
-    assert isinstance(win, TcpEndpoint) and win.port == 0 and win.info == info
+    assert isinstance(win, TcpEndpoint) and win.port > 0 and win.info == info
     assert isinstance(
         endpoint_for(sock, info, platform="linux", env={"COVE_VM_RELAY": "tcp"}), TcpEndpoint
     )
-    assert endpoint_for(sock, info, platform="win32", env={"COVE_VM_RELAY": "unix"}) == (
-        UnixEndpoint(sock)
-    )
-    for bad in ({"COVE_VM_RELAY": "pipe"}, {"COVE_VM_RELAY": "tcp", "COVE_VM_RELAY_PORT": "x"}):
+    with pytest.raises(InvalidArgument, match="Windows has no Unix sockets"):
+        endpoint_for(sock, info, platform="win32", env={"COVE_VM_RELAY": "unix"})
+    for bad in ({"COVE_VM_RELAY": "pipe"}, {"COVE_VM_RELAY": "tcp", "COVE_VM_RELAY_PORT": "x"},
+                {"COVE_VM_RELAY": "tcp", "COVE_VM_RELAY_PORT": "70000"}):
         with pytest.raises(InvalidArgument):
             endpoint_for(sock, info, env=bad)
     a, b = TcpEndpoint(info), TcpEndpoint(info)
@@ -244,21 +285,29 @@ def test_transport_token_only_for_tcp(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_vm_env_prints_host_and_token(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COVE_VM_HOME", str(tmp_path))
+    monkeypatch.delenv("COVE_VM_RELAY", raising=False)
     lay = InstanceLayout.named("default")
-    lay.dir.mkdir(parents=True)
-    assert env_lines("default") == [f"export COVE_HOST=unix://{lay.relay_socket}",
-                                    f"export DOCKER_HOST=unix://{lay.relay_socket}"]
-    endpoint = TcpEndpoint(lay.relay_json)
-    sock = endpoint.listen()
-    try:
-        lines = env_lines("default")
-        port = sock.getsockname()[1]
-        assert lines[:2] == [
-            f"export COVE_HOST=tcp://127.0.0.1:{port}",
-            f"export COVE_HOST_TOKEN={endpoint.token}",
-        ]
-        assert all(line.startswith("#") for line in lines[2:]) and "named pipe" in "".join(lines)
-        assert not any("DOCKER_HOST=" in line for line in lines)
-    finally:
-        sock.close()
-        endpoint.cleanup()
+    unix = f"unix://{lay.relay_socket}"
+    assert env_lines("default", "sh") == [f"export COVE_HOST={unix}", f"export DOCKER_HOST={unix}"]
+    monkeypatch.setenv("COVE_VM_RELAY", "tcp")
+    info = read_relay_info(lay.relay_json)
+    assert info is None
+    lines = env_lines("default", "sh")
+    info = read_relay_info(lay.relay_json)  # chosen on first need, the same for every client
+    assert info is not None
+    host, token = info
+    assert lines == [
+        f"export COVE_HOST={host}",
+        f"export DOCKER_HOST={host}",
+        f"export COVE_HOST_TOKEN={token}",
+        f"export DOCKER_CUSTOM_HEADERS=X-Cove-Token={token}",
+    ]
+    assert env_lines("default", "powershell") == [
+        f"$Env:COVE_HOST = '{host}'",
+        f"$Env:DOCKER_HOST = '{host}'",
+        f"$Env:COVE_HOST_TOKEN = '{token}'",
+        f"$Env:DOCKER_CUSTOM_HEADERS = 'X-Cove-Token={token}'",
+    ]
+    assert env_lines("default", "cmd")[3] == f"SET DOCKER_CUSTOM_HEADERS=X-Cove-Token={token}"
+    with pytest.raises(InvalidArgument, match="unknown shell 'fish'"):
+        env_lines("default", "fish")

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import pytest
 
+from runtime.cli.vm import env_vars
+from tests.harness import in_pty
 from vmhost import control, instance, layout
 
 pytestmark = [pytest.mark.vm, pytest.mark.timeout(1200)]
@@ -75,7 +77,7 @@ def vm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 def cove(sock: str, *args: str, stdin: bytes | None = None, timeout: float = 180) -> str:
     out = subprocess.run(
-        [sys.executable, "-m", "runtime.cli.main", "-H", f"unix://{sock}", *args],
+        [sys.executable, "-m", "runtime.cli.main", "-H", sock, *args],
         input=stdin,
         capture_output=True,
         timeout=timeout,
@@ -90,7 +92,7 @@ def docker(sock: str, *args: str, timeout: float = 180) -> str:
     if not os.path.exists(DOCKER):
         pytest.skip(f"{DOCKER} not installed")
     out = subprocess.run(
-        [DOCKER, "-H", f"unix://{sock}", *args], capture_output=True, timeout=timeout, check=False
+        [DOCKER, "-H", sock, *args], capture_output=True, timeout=timeout, check=False
     )
     assert out.returncode == 0, out.stderr.decode()
     return out.stdout.decode()
@@ -148,38 +150,11 @@ def test_docker_cli_through_relay(vm: str, web: tuple[str, int]) -> None:
 
 
 def test_exec_it_through_relay(vm: str, web: tuple[str, int]) -> None:
-    import pty
-
     if not os.path.exists(DOCKER):
         pytest.skip(f"{DOCKER} not installed")
-    pid, fd = pty.fork()
-    if pid == 0:
-        os.execv(
-            DOCKER,
-            [
-                DOCKER,
-                "-H",
-                f"unix://{vm}",
-                "exec",
-                "-it",
-                "web",
-                "sh",
-                "-c",
-                "tty && echo exec-$((6*7))",
-            ],
-        )
-    out = b""
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            chunk = os.read(fd, 4096)
-        except OSError:
-            break
-        if not chunk:
-            break
-        out += chunk
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0, out
+    code, out = in_pty([DOCKER, "-H", vm, "exec", "-it", "web", "sh", "-c",
+                        "tty && echo exec-$((6*7))"], timeout=120)
+    assert code == 0, out
     assert b"exec-42" in out and b"/dev/pts/" in out
 
 
@@ -209,7 +184,7 @@ def test_home_share_bind_mount(vm: str, web: tuple[str, int]) -> None:
 
 def test_ssh_connection_killed_mid_stream_recovers(vm: str, web: tuple[str, int]) -> None:
     _, port = web
-    argv = [sys.executable, "-m", "runtime.cli.main", "-H", f"unix://{vm}", "events"]
+    argv = [sys.executable, "-m", "runtime.cli.main", "-H", vm, "events"]
     logs = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     time.sleep(3)
     pid = control.supervisor_pid(NAME)
@@ -238,3 +213,26 @@ def test_restart_keeps_images(vm: str, web: tuple[str, int]) -> None:
     assert "busybox" in cove(vm, "images", "--format", "{{.Repository}}")
     assert cove(vm, "run", "--rm", "busybox", "echo", "again").strip() == "again"
     _bind_mount_roundtrip(vm)  # the share is mounted again at boot
+
+
+def test_windows_relay_shape(
+    vm: str, web: tuple[str, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The relay a Windows host runs (a loopback TCP port guarded by a token), on the same VM
+    after another restart: the docker CLI gets in with what `cove vm env` prints, and
+    without the token it is refused."""
+    if not os.path.exists(DOCKER):
+        pytest.skip(f"{DOCKER} not installed")
+    control.stop(NAME)
+    monkeypatch.setenv("COVE_VM_RELAY", "tcp")
+    url = control.start(instance.load(NAME), timeout=300)
+    assert url.startswith("tcp://127.0.0.1:")
+    assert control.status(NAME).host == url
+    env = {**os.environ, **env_vars(NAME)}
+    env.pop("DOCKER_CONTEXT", None)
+    out = subprocess.run([DOCKER, "run", "--rm", "busybox", "echo", "tcp-relay"], env=env,
+                         capture_output=True, timeout=180, check=False)
+    assert out.returncode == 0 and out.stdout == b"tcp-relay\n", out.stderr
+    env.pop("DOCKER_CUSTOM_HEADERS")
+    out = subprocess.run([DOCKER, "ps"], env=env, capture_output=True, timeout=60, check=False)
+    assert out.returncode != 0 and b"X-Cove-Token" in out.stderr, out.stderr

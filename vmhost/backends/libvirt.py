@@ -32,6 +32,7 @@ import libvirt
 from runtime.api.errors import Conflict, Internal, NotFound, Unavailable
 from vmhost import accel as accelmod
 from vmhost.hypervisor import Accel, Disk, Resources, VMSpec, VMState, VMStatus
+from vmhost.layout import is_root
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ _STATES = {
 
 
 def default_uri() -> str:
-    return "qemu:///system" if os.geteuid() == 0 else "qemu:///session"
+    return "qemu:///system" if is_root() else "qemu:///session"
 
 
 def _q(value: object) -> str:
@@ -183,7 +184,7 @@ class LibvirtHypervisor:
         self.accel_used = accel
         make_overlay(spec.root_image, spec.root_overlay)
         spec.serial_log.unlink(missing_ok=True)
-        xml = domain_xml(spec, accel, as_root=os.geteuid() == 0)
+        xml = domain_xml(spec, accel, as_root=is_root())
         digest = hashlib.sha256(xml.encode()).hexdigest()[:16]
         if dom is not None and f">{digest}</cove:spec>" in dom.XMLDesc(0):
             return  # unchanged: skip defineXML (see the module docstring: it can take a minute)

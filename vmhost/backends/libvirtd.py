@@ -9,12 +9,13 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 from runtime.api.errors import Unavailable
+from runtime.api.transport import unix_stream_socket
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +25,7 @@ VIRTLOGD_SOCKET = Path("/run/libvirt/virtlogd-sock")
 
 def _answers(path: Path) -> bool:
     try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        with unix_stream_socket() as s:
             s.settimeout(1.0)
             s.connect(str(path))
         return True
@@ -53,6 +54,8 @@ def _kvm_device_like_udev(path: Path = Path("/dev/kvm")) -> None:
     QEMU capabilities; with the bare root-only node it re-probes QEMU on every domain
     define (50-80 s here). Only the no-service-manager path gets here.
     """
+    if sys.platform == "win32":
+        return
     import grp
     import stat
 
