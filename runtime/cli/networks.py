@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from runtime.cli import opts
 from runtime.cli.base import (
     Cli,
     CliError,
@@ -68,6 +69,7 @@ def configure(verb: str, p: argparse.ArgumentParser) -> None:
                 help="Add network-scoped alias for the container",
             )
             a("--ip", default="", help="IPv4 address")
+            a("--ip6", default="", help="IPv6 address")
         else:
             a("-f", "--force", action="store_true", help="Force the container to disconnect")
         a("network", metavar="NETWORK")
@@ -160,8 +162,8 @@ def cmd_prune(cli: Cli, args: argparse.Namespace) -> int:
 
 def cmd_connect(cli: Cli, args: argparse.Namespace) -> int:
     endpoint: dict[str, Any] = {"Aliases": args.alias} if args.alias else {}
-    if args.ip:
-        endpoint["IPAMConfig"] = {"IPv4Address": args.ip}
+    if ipam := opts.ipam_config(args.ip, args.ip6):
+        endpoint["IPAMConfig"] = ipam
     cli.client.connect_network(args.network, args.container, endpoint)
     return 0
 

@@ -275,3 +275,11 @@ def _port_text(
         return private
     host = f"[{ip}]" if ":" in ip else ip
     return f"{host}:{span(first[0], last[0])}->{private}"
+
+
+def ipam_config(ip: str, ip6: str) -> dict[str, str]:
+    """An endpoint's IPAMConfig for ``--ip``/``--ip6`` (empty: the engine picks)."""
+    out = {"IPv4Address": ip} if ip else {}
+    if ip6:
+        out["IPv6Address"] = ip6
+    return out

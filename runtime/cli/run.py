@@ -65,6 +65,7 @@ def add_container_flags(p: argparse.ArgumentParser) -> None:
     a("--network", "--net", default="default", help="Connect a container to a network")
     _many(p, "--network-alias", help="Add network-scoped alias for the container")
     a("--ip", default="", help="IPv4 address (e.g., 172.30.100.104)")
+    a("--ip6", default="", help="IPv6 address (e.g., 2001:db8::33)")
     a("--mac-address", default="", help="Container MAC address (e.g., 92:d0:c6:0a:29:33)")
     _many(p, "--dns", help="Set custom DNS servers")
     _many(p, "--dns-search", help="Set custom DNS search domains")
@@ -246,8 +247,8 @@ def _networking_config(args: argparse.Namespace) -> dict[str, Any]:
     endpoint: dict[str, Any] = {}
     if args.network_alias:
         endpoint["Aliases"] = args.network_alias
-    if args.ip:
-        endpoint["IPAMConfig"] = {"IPv4Address": args.ip}
+    if ipam := opts.ipam_config(args.ip, args.ip6):
+        endpoint["IPAMConfig"] = ipam
     if args.mac_address:
         endpoint["MacAddress"] = args.mac_address
     return {"EndpointsConfig": {args.network: endpoint}}

@@ -97,6 +97,7 @@ class ContainerService:
         host_config = body.get("HostConfig") or {}
         networking = body.get("NetworkingConfig") or {}
         validate_host_config(host_config)
+        self.networks.check_endpoints(networking)
         image_ref = config.get("Image") or ""
         if not image_ref:
             raise InvalidArgument("config cannot be empty in order to create a container")

@@ -6,9 +6,10 @@ keeps the namespace it was created in), and serves all of them from one thread
 here. So it answers only containers on user networks, knows which container
 asks, and resolves names within the networks that container is attached to.
 
-Semantics follow Docker's resolver: A for container names, aliases and short
-ids (AAAA: an empty NOERROR, the name exists but has no IPv6 address); PTR for
-container addresses (``name.network``); anything else - including names of
+Semantics follow Docker's resolver: A and AAAA for container names, aliases and
+short ids (an empty NOERROR when the name exists without an address of that family,
+e.g. AAAA of a container on no IPv6 network); PTR for container addresses, IPv4 and
+IPv6 (``name.network``); anything else - including names of
 containers on networks the asker is not on - is relayed to the upstream
 resolvers from the host's namespace, over the protocol the query came in on.
 A container only on ``--internal`` networks gets no upstreams: SERVFAIL.
@@ -40,11 +41,13 @@ RCODE_NXDOMAIN = 3
 RCODE_REFUSED = 5
 TCP_IDLE = 5.0  # seconds a DNS-over-TCP client may keep a connection without a query
 _ARPA = ".in-addr.arpa"
+_ARPA6 = ".ip6.arpa"
 
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 # (container id, lower-case name without trailing dot) -> addresses, or None if not ours.
-Resolver = Callable[[str, str], list[ipaddress.IPv4Address] | None]
+Resolver = Callable[[str, str], list[Address] | None]
 # (container id, address) -> "name.network" of a container the asker can see, or None.
-Reverse = Callable[[str, ipaddress.IPv4Address], str | None]
+Reverse = Callable[[str, Address], str | None]
 Upstreams = Callable[[str], list[tuple[str, int]]]
 
 
@@ -71,8 +74,17 @@ def parse_question(packet: bytes) -> tuple[str, int, int] | None:
     return ".".join(labels).lower(), qtype, pos + 4
 
 
-def ptr_address(name: str) -> ipaddress.IPv4Address | None:
-    """``4.3.2.1.in-addr.arpa`` -> 1.2.3.4; None for anything else."""
+def ptr_address(name: str) -> Address | None:
+    """``4.3.2.1.in-addr.arpa`` -> 1.2.3.4, 32 nibbles ``.ip6.arpa`` -> the IPv6 address;
+    None for anything else."""
+    if name.endswith(_ARPA6):
+        nibbles = name[: -len(_ARPA6)].split(".")
+        if len(nibbles) != 32 or any(len(n) != 1 for n in nibbles):
+            return None
+        try:
+            return ipaddress.IPv6Address(int("".join(reversed(nibbles)), 16))
+        except ValueError:
+            return None
     if not name.endswith(_ARPA):
         return None
     parts = name[: -len(_ARPA)].split(".")
@@ -96,12 +108,14 @@ def _head(query: bytes, ancount: int, rcode: int = 0) -> bytes:
     return query[:2] + struct.pack("!HHHHH", flags, 1, ancount, 0, 0)
 
 
-def answer(query: bytes, qend: int, qtype: int, ips: list[ipaddress.IPv4Address]) -> bytes:
-    """An authoritative reply for a name we own (AAAA gets an empty NOERROR)."""
-    records = ips if qtype == TYPE_A else []
+def answer(query: bytes, qend: int, qtype: int, ips: list[Address]) -> bytes:
+    """An authoritative reply for a name we own: its addresses of the asked family (none
+    of it: an empty NOERROR)."""
+    version = 4 if qtype == TYPE_A else 6
+    records = [ip for ip in ips if ip.version == version]
     body = query[12:qend]
     for ip in records:
-        body += struct.pack("!HHHIH", 0xC00C, TYPE_A, 1, TTL, 4) + ip.packed
+        body += struct.pack("!HHHIH", 0xC00C, qtype, 1, TTL, len(ip.packed)) + ip.packed
     return _head(query, len(records)) + body
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from runtime.api.errors import Forbidden, InvalidArgument
 from runtime.net.firewall import PortRule
-from runtime.net.ipam import mac_for
+from runtime.net.ipam import mac_for, parse_ipv6
 from runtime.net.model import Net
 from runtime.net.plumbing import veth_name
 from runtime.net.ports import Binding
@@ -67,17 +67,44 @@ def new_endpoint(st: ContainerState, net: Net, ifname: str, cfg: dict[str, Any],
     assert net.pool is not None
     ipam = cfg.get("IPAMConfig") or {}
     wanted_ip = str(ipam.get("IPv4Address") or "")
-    if not net.user_defined and (wanted_ip or cfg.get("Aliases")):
-        what = "IP address" if wanted_ip else "network-scoped alias"
+    wanted_ip6 = str(ipam.get("IPv6Address") or "")
+    if not net.user_defined and (wanted_ip or wanted_ip6 or cfg.get("Aliases")):
+        what = "IP address" if wanted_ip or wanted_ip6 else "network-scoped alias"
         raise InvalidArgument(f"user specified {what} is supported on user defined "
                               "networks only")
+    if wanted_ip6:
+        check_ipv6_request(net, wanted_ip6)
     ip = net.pool.allocate(wanted_ip)
+    ip6: ipaddress.IPv6Address | None = None
+    if net.pool6 is not None:
+        try:
+            ip6 = net.pool6.allocate(wanted_ip6)
+        except BaseException:
+            net.pool.release(str(ip))  # not an endpoint yet: nothing else would free it
+            raise
     mac = str(cfg.get("MacAddress") or (config.get("MacAddress") if first else "") or "")
     return Endpoint(
         network_id=net.id, endpoint_id=new_id(), ip=str(ip),
         prefixlen=net.pool.subnet.prefixlen, gateway=str(net.pool.gateway),
         mac=mac or mac_for(ip), ifname=ifname, veth=veth_name(st.container_id, net.id),
-        aliases=_aliases(st, net, cfg), ipam_config=cfg.get("IPAMConfig") or None)
+        aliases=_aliases(st, net, cfg), ipam_config=cfg.get("IPAMConfig") or None,
+        ip6=str(ip6) if ip6 else "",
+        prefixlen6=net.pool6.subnet.prefixlen if ip6 and net.pool6 else 0,
+        gateway6=str(net.pool6.gateway) if ip6 and net.pool6 else "")
+
+
+def check_ipv6_request(net: Net, wanted: str) -> None:
+    """moby's checks of a requested IPv6Address (validateEndpointIPAddress): a valid
+    address inside one of the IPv6 subnets the user configured on the network, whether
+    or not it has EnableIPv6 (without, the address is accepted and left unused)."""
+    ip = parse_ipv6(wanted)
+    subnets = net.static_subnets6()
+    if not subnets:
+        raise InvalidArgument("user specified IP address is supported only when connecting "
+                              "to networks with user configured subnets")
+    if not any(ip in s for s in subnets):
+        raise InvalidArgument(f"no configured subnet or ip-range contain the IP address "
+                              f"{wanted}")
 
 
 def _aliases(st: ContainerState, net: Net, cfg: dict[str, Any]) -> list[str]:
@@ -89,6 +116,10 @@ def _aliases(st: ContainerState, net: Net, cfg: dict[str, Any]) -> list[str]:
 
 def interface_address(ep: Endpoint) -> ipaddress.IPv4Interface:
     return ipaddress.IPv4Interface(f"{ep.ip}/{ep.prefixlen}")
+
+
+def interface_address6(ep: Endpoint) -> ipaddress.IPv6Interface | None:
+    return ipaddress.IPv6Interface(f"{ep.ip6}/{ep.prefixlen6}") if ep.ip6 else None
 
 
 def port_rules(st: ContainerState) -> list[PortRule]:

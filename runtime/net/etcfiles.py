@@ -35,7 +35,7 @@ def write_files(d: Path, st: ContainerState, *, domainname: str, host_config: di
     host = files.read_host_resolv(host_resolv_path)
     extra = files.parse_extra_hosts(list(host_config.get("ExtraHosts") or []), gateway)
     extra += links
-    ips = [ep.ip for ep in st.endpoints.values()]
+    ips = [ip for ep in st.endpoints.values() for ip in (ep.ip, ep.ip6) if ip]
     files.write_file(d / CONTAINER_HOSTS, files.hosts_file(
         hostname=st.hostname, domainname=domainname, ips=ips, extra=extra,
         host_copy=host_mode))
@@ -94,5 +94,6 @@ def rewrite_hosts(d: Path, st: ContainerState) -> None:
     lines = [ln for ln in path.read_text().splitlines(keepends=True)
              if not ln.rstrip().endswith(f"\t{st.hostname}") and
              f"\t{st.hostname}." not in ln]
-    lines += [f"{ep.ip}\t{st.hostname}\n" for ep in st.endpoints.values()]
+    lines += [f"{ip}\t{st.hostname}\n" for ep in st.endpoints.values()
+              for ip in (ep.ip, ep.ip6) if ip]
     files.write_file(path, "".join(lines))

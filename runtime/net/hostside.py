@@ -63,7 +63,9 @@ class HostSide:
             return
         assert net.pool is not None
         gw = ipaddress.IPv4Interface(f"{net.pool.gateway}/{net.pool.subnet.prefixlen}")
-        self.plumbing.ensure_bridge(net.bridge, gw, net.mtu)
+        gw6 = (ipaddress.IPv6Interface(f"{net.pool6.gateway}/{net.pool6.subnet.prefixlen}")
+               if net.pool6 is not None else None)
+        self.plumbing.ensure_bridge(net.bridge, gw, net.mtu, gw6)
         self.bridges_ready.add(net.bridge)
         if self.fw_ready:
             self.fw.add_bridge(bridge_rules(net))

@@ -1,4 +1,4 @@
-"""IPv4 address management for one bridge network.
+"""IPv4 and IPv6 address management for one bridge network.
 
 Allocation state is derived from the persisted endpoints (one source of truth:
 an address is taken while an endpoint file names it), so a crash can never
@@ -9,12 +9,17 @@ address is not reused right away by the next container.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from runtime.api.errors import Conflict, InvalidArgument
 
 IPv4 = ipaddress.IPv4Address
+IPv6 = ipaddress.IPv6Address
+# libnetwork's ULA pool: a /48 under fd00::/8 derived from the daemon's id, split into /64s.
+ULA_SIZE = 64
 
 
 @dataclass(slots=True)
@@ -46,23 +51,106 @@ class Pool:
         first, last = int(rng.network_address) + 1, int(rng.broadcast_address) - 1
         if rng.prefixlen >= 31:
             first, last = int(rng.network_address), int(rng.broadcast_address)
-        size = last - first + 1
-        start = self.last + 1 if first <= self.last < last else first
-        for i in range(size):
-            n = first + (start - first + i) % size
-            ip = IPv4(n)
-            if ip in self.taken or ip == self.gateway or ip in _edges(self.subnet):
-                continue
-            self.taken.add(ip)
-            self.last = n
-            return ip
-        raise Conflict(f"no available IPv4 addresses on this network's address pools: {rng}")
+        n = _scan(first, last, self.last, lambda n: self._free(IPv4(n)))
+        if n is None:
+            raise Conflict(f"no available IPv4 addresses on this network's address pools: {rng}")
+        ip = IPv4(n)
+        self.taken.add(ip)
+        self.last = n
+        return ip
+
+    def _free(self, ip: IPv4) -> bool:
+        return not (ip in self.taken or ip == self.gateway or ip in _edges(self.subnet))
 
     def release(self, ip: str) -> None:
         try:
             self.taken.discard(IPv4(ip))
         except ValueError:
             pass
+
+
+@dataclass(slots=True)
+class Pool6:
+    """The IPv6 pool of a network with EnableIPv6: no broadcast address; the subnet's own
+    (all-zeros, subnet-router anycast) address is never handed out."""
+
+    subnet: ipaddress.IPv6Network
+    gateway: IPv6
+    ip_range: ipaddress.IPv6Network | None = None
+    taken: set[IPv6] = field(default_factory=set)
+    last: int = 0
+
+    def allocate(self, wanted: str = "") -> IPv6:
+        """A free address: *wanted* exactly (Conflict if taken), else the next free one."""
+        if wanted:
+            ip = parse_ipv6(wanted)
+            if ip not in self.subnet:
+                raise InvalidArgument(
+                    f"no configured subnet or ip-range contain the IP address {wanted}")
+            if not self._free(ip):
+                raise Conflict(f"Address already in use: {wanted}")
+            self.taken.add(ip)
+            return ip
+        rng = self.ip_range or self.subnet
+        first, last = int(rng.network_address), int(rng.broadcast_address)
+        n = _scan(first, last, self.last, lambda n: self._free(IPv6(n)))
+        if n is None:
+            raise Conflict(f"no available IPv6 addresses on this network's address pools: {rng}")
+        ip = IPv6(n)
+        self.taken.add(ip)
+        self.last = n
+        return ip
+
+    def _free(self, ip: IPv6) -> bool:
+        return not (ip in self.taken or ip == self.gateway or ip == self.subnet.network_address)
+
+    def release(self, ip: str) -> None:
+        try:
+            self.taken.discard(IPv6(ip))
+        except ValueError:
+            pass
+
+
+def parse_ipv6(text: str) -> IPv6:
+    """An IPv6 address as moby accepts one for an endpoint (no zone, not v4-mapped)."""
+    try:
+        ip = IPv6(text)
+    except ValueError:
+        raise InvalidArgument(f"invalid IPv6 address: {text}") from None
+    if ip.scope_id or ip.ipv4_mapped is not None or ip.is_unspecified:
+        raise InvalidArgument(f"invalid IPv6 address: {text}")
+    return ip
+
+
+def _scan(first: int, last: int, previous: int, free: Callable[[int], bool]) -> int | None:
+    """The first free address of [first, last] after *previous* (round robin), else None.
+    Stops at the first free one, so a /64 costs as many steps as addresses are taken."""
+    size = last - first + 1
+    start = previous + 1 if first <= previous < last else first
+    i = 0
+    while i < size:
+        n = first + (start - first + i) % size
+        if free(n):
+            return n
+        i += 1
+    return None
+
+
+def ula_base(seed: str) -> ipaddress.IPv6Network:
+    """The engine's own /48 under fd00::/8 (RFC 4193 §3.2.2 style, as moby derives it from
+    its host id): stable for one engine, different between engines."""
+    gid = int.from_bytes(hashlib.sha256(seed.encode()).digest()[:8], "big") & ((1 << 40) - 1)
+    return ipaddress.IPv6Network((int(IPv6("fd00::")) + (gid << 80), 48))
+
+
+def pick_subnet6(base: ipaddress.IPv6Network,
+                 used: list[ipaddress.IPv6Network]) -> ipaddress.IPv6Network:
+    """The first /64 of *base* that overlaps nothing in *used*."""
+    for candidate in base.subnets(new_prefix=ULA_SIZE):
+        if not any(candidate.overlaps(u) for u in used):
+            return candidate
+    raise Conflict("could not find an available, non-overlapping IPv6 address pool among "
+                   "the defaults to assign to the network")
 
 
 def _edges(net: ipaddress.IPv4Network) -> tuple[IPv4, ...]:

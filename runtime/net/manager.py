@@ -12,9 +12,11 @@ resolver.py (what the DNS answers) and settings.py (inspect's NetworkSettings).
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import logging
 import os
+import socket
 import threading
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
@@ -28,12 +30,13 @@ from runtime.net.backends import FirewallBackend, make_firewall
 from runtime.net.dns import DnsServer
 from runtime.net.firewall import PortRule
 from runtime.net.hostside import HostSide
+from runtime.net.ipam import ula_base
 from runtime.net.model import (
     PREDEFINED,
+    CreateRequest,
     Net,
     bridge_network_record,
     default_bridge_record,
-    make_pool,
     network_record,
     parse_create,
 )
@@ -68,6 +71,13 @@ def env_upstreams() -> list[tuple[str, int]] | None:
     return out
 
 
+def _engine_seed(layout: EngineLayout) -> str:
+    try:
+        return (layout.data_root / "engine-id").read_text().strip()
+    except OSError:
+        return ""
+
+
 @dataclass(slots=True)  # not frozen: engine/ports.py's NetworkSetup protocol has plain attributes
 class ContainerNetwork:
     netns_path: str | None  # the netns to join; None with --network host or none
@@ -87,6 +97,9 @@ class NetworkManager:
         self.bridge_name = bridge_name
         self.bridge_cidr = ipaddress.IPv4Interface(bridge_cidr)
         self.pools = default_pools or DEFAULT_POOLS
+        # Where EnableIPv6 without a subnet gets its /64: this engine's ULA /48 (moby
+        # derives it from its host id; an engine without an id file uses its bridge name).
+        self.ula = ula_base(_engine_seed(layout) or bridge_name)
         self._dns_upstreams = dns_upstreams if dns_upstreams is not None else env_upstreams()
         self._host_resolv_path = host_resolv
         self._lock = threading.RLock()
@@ -103,7 +116,7 @@ class NetworkManager:
     # ------------------------------------------------------------------ state
     def _load(self) -> None:
         for rec in self.store.load_networks():
-            self.nets[rec["Id"]] = Net(rec, make_pool(rec))
+            self.nets[rec["Id"]] = Net.of(rec)
         self._ensure_predefined()
         for st in self.store.load_containers():
             self.states[st.container_id] = st
@@ -118,7 +131,7 @@ class NetworkManager:
                 (bridge.record["IPAM"]["Config"] or [{}])[0].get("Subnet") != subnet):
             rec = default_bridge_record(bridge.id if bridge else new_id(), subnet=subnet,
                                         gateway=gateway, bridge=self.bridge_name)
-            self._save_net(Net(rec, make_pool(rec)))
+            self._save_net(Net.of(rec))
         for name, driver in (("host", "host"), ("none", "null")):
             if name not in by_name:
                 self._save_net(Net(network_record(net_id=new_id(), name=name, driver=driver),
@@ -137,6 +150,11 @@ class NetworkManager:
                     net.pool.taken.add(ipaddress.IPv4Address(ep.ip))
                 else:
                     net.pool.release(ep.ip)
+            if net and net.pool6 and ep.ip6:
+                if take:
+                    net.pool6.taken.add(ipaddress.IPv6Address(ep.ip6))
+                else:
+                    net.pool6.release(ep.ip6)
         bindings = [Binding.from_json(p) for p in st.ports]
         if take:
             self.ports.used.update(bindings)
@@ -270,13 +288,17 @@ class NetworkManager:
         path = str(self.host.netns_dir() / st.container_id)
         st.running, st.netns = True, path
         with self.plumbing.create_sandbox(path) as sb:
-            gateway_set = False
+            gateway_set = gateway6_set = False
             for i, net_id in enumerate(st.order):
                 net = self.nets[net_id]
                 route = not gateway_set and not net.internal
+                # The IPv6 default route is chosen apart (as libnetwork picks a gateway
+                # endpoint per family): the first non-internal network with IPv6.
+                route6 = not gateway6_set and not net.internal and net.pool6 is not None
                 self._attach(st, net, sb, f"eth{i}", st.wanted.get(net_id, {}), config,
-                             route=route, first=i == 0)
+                             route=route, first=i == 0, route6=route6)
                 gateway_set = gateway_set or route
+                gateway6_set = gateway6_set or route6
             self._publish(st, config, host_config)
             if self._on_user_network(st):
                 self.dns.listen(st.container_id, sb.fd)
@@ -289,7 +311,7 @@ class NetworkManager:
 
     def _attach(self, st: ContainerState, net: Net, sb: Sandbox, ifname: str,
                 cfg: dict[str, Any], config: dict[str, Any], *, route: bool,
-                first: bool) -> Endpoint:
+                first: bool, route6: bool = False) -> Endpoint:
         assert net.pool is not None
         self._ensure_bridge(net)
         ep = endpoints.new_endpoint(st, net, ifname, cfg, config, first=first)
@@ -297,7 +319,9 @@ class NetworkManager:
         self.plumbing.attach(
             sb, veth=ep.veth, ifname=ifname, bridge=net.bridge, mac=ep.mac,
             address=endpoints.interface_address(ep),
-            gateway=net.pool.gateway if route else None, mtu=net.mtu)
+            gateway=net.pool.gateway if route else None, mtu=net.mtu,
+            address6=endpoints.interface_address6(ep),
+            gateway6=net.pool6.gateway if route6 and net.pool6 else None)
         return ep
 
     def _publish(self, st: ContainerState, config: dict[str, Any],
@@ -353,6 +377,29 @@ class NetworkManager:
             gateway=primary.gateway if primary else str(self.bridge_cidr.ip),
             links=etcfiles.link_hosts(st, self.states.values(), self._default(), host_config),
             embedded_dns=self._on_user_network(st))
+
+    def check_endpoints(self, networking_config: dict[str, Any]) -> None:
+        """Container create: refuse requested IPv6 addresses moby refuses then (invalid,
+        or in none of the network's configured IPv6 subnets) with 400, so no container is
+        left behind; whether the address is free is known only at start."""
+        cfgs = networking_config.get("EndpointsConfig") if isinstance(
+            networking_config, dict) else None
+        if not isinstance(cfgs, dict):
+            return
+        with self._lock:
+            for key, cfg in cfgs.items():
+                ipam = cfg.get("IPAMConfig") if isinstance(cfg, dict) else None
+                wanted6 = str(ipam.get("IPv6Address") or "") if isinstance(ipam, dict) else ""
+                if not wanted6:
+                    continue
+                try:
+                    net = self._network_for(key)
+                except NotFound:
+                    continue  # start reports the missing network
+                if not net.user_defined:
+                    raise InvalidArgument("user specified IP address is supported on user "
+                                          "defined networks only")
+                endpoints.check_ipv6_request(net, wanted6)
 
     # ------------------------------------------------------------------ teardown
     def teardown(self, container_id: str) -> None:
@@ -414,11 +461,11 @@ class NetworkManager:
         return container_settings(st, self.nets, self._default())
 
     # ------------------------------------------------------------------ DNS callbacks
-    def _resolve_name(self, container_id: str, qname: str) -> list[ipaddress.IPv4Address] | None:
+    def _resolve_name(self, container_id: str, qname: str) -> list[resolver.Address] | None:
         with self._lock:
             return resolver.resolve_name(self.states, self.nets, container_id, qname)
 
-    def _resolve_ip(self, container_id: str, ip: ipaddress.IPv4Address) -> str | None:
+    def _resolve_ip(self, container_id: str, ip: resolver.Address) -> str | None:
         with self._lock:
             return resolver.resolve_ip(self.states, self.nets, container_id, ip)
 
@@ -443,13 +490,34 @@ class NetworkManager:
                 raise Conflict(f"network with name {req.name} already exists")
             used = [n.pool.subnet for n in self.nets.values() if n.pool]
             if req.subnet is None:  # a picked subnet also avoids the host's routes
-                used += [r.dst for r in self.plumbing.nl.routes() if r.dst.prefixlen > 0]
-            rec = bridge_network_record(req, new_id(), used, self.pools)
-            net = Net(rec, make_pool(rec))
-            self._ensure_bridge(net)
+                used += [r.dst for r in self.plumbing.nl.routes()
+                         if r.dst.prefixlen > 0 and isinstance(r.dst, ipaddress.IPv4Network)]
+            rec = bridge_network_record(req, new_id(), used, self.pools,
+                                        self._used_subnets6(req), self.ula)
+            net = Net.of(rec)
+            try:
+                self._ensure_bridge(net)
+            except BaseException:
+                # e.g. IPv6 off in the kernel: no half-made bridge stays behind
+                with contextlib.suppress(OSError, CoveError):
+                    self.host.remove_bridge(net)
+                raise
             self._save_net(net)
             self._event("create", net)
             return net.id, ""
+
+    def _used_subnets6(self, req: CreateRequest) -> list[ipaddress.IPv6Network]:
+        """IPv6 subnets a new network must not overlap: the other networks' (used or
+        merely configured) and, for a picked one, the host's IPv6 routes."""
+        used: list[ipaddress.IPv6Network] = []
+        for n in self.nets.values():
+            if n.pool6 is not None:
+                used.append(n.pool6.subnet)
+        if req.enable_ipv6 and req.ipv6 is None:
+            used += [r.dst for r in self.plumbing.nl.routes(socket.AF_INET6)
+                     if isinstance(r.dst, ipaddress.IPv6Network) and r.dst.prefixlen > 0
+                     and not r.dst.is_link_local and not r.dst.is_multicast]
+        return used
 
     def list_networks(self) -> list[dict[str, Any]]:
         with self._lock:
@@ -499,6 +567,10 @@ class NetworkManager:
             if name:
                 st.name = name.lstrip("/")
             endpoints.check_connectable(st, net, self.nets, running=running)
+            wanted6 = str(((endpoint_config or {}).get("IPAMConfig") or {}).get("IPv6Address")
+                          or "")
+            if wanted6:  # a stopped container's too, as moby checks it at connect
+                endpoints.check_ipv6_request(net, wanted6)
             st.wanted[net.id] = dict(endpoint_config or {})
             if net.id not in st.order:
                 st.order.append(net.id)
@@ -516,7 +588,7 @@ class NetworkManager:
             except BaseException:
                 ep = st.endpoints.pop(net.id, None)
                 if ep is not None and net.pool is not None:
-                    net.pool.release(ep.ip)
+                    self._release(net, ep)
                     self.plumbing.detach(ep.veth)
                 raise
             if net.user_defined:
@@ -538,14 +610,20 @@ class NetworkManager:
             if net.id in st.order:
                 st.order.remove(net.id)
             if ep is not None:
-                if net.pool is not None:
-                    net.pool.release(ep.ip)
+                self._release(net, ep)
                 self.plumbing.detach(ep.veth)
                 self._rewrite_hosts(st)
                 self._event("disconnect", net, container_id)
             if self._dns is not None and not self._on_user_network(st):
                 self._dns.unlisten(container_id)
             self.store.save_container(st)
+
+    @staticmethod
+    def _release(net: Net, ep: Endpoint) -> None:
+        if net.pool is not None:
+            net.pool.release(ep.ip)
+        if net.pool6 is not None and ep.ip6:
+            net.pool6.release(ep.ip6)
 
     def _rewrite_hosts(self, st: ContainerState) -> None:
         etcfiles.rewrite_hosts(self.layout.container_dir(st.container_id), st)

@@ -51,6 +51,12 @@ RTA_GATEWAY = 5
 RTA_TABLE = 15
 NLA_F_NESTED = 0x8000
 IFF_UP = 0x1
+IFA_F_NODAD = 0x02
+IFA_FLAGS = 8
+RT_TABLE_MAIN = 254
+
+Interface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 _HDR = struct.Struct("=IHHII")
 _IFINFO = struct.Struct("=BxHiII")
@@ -100,7 +106,7 @@ class Link:
 
 @dataclass(frozen=True, slots=True)
 class Route:
-    dst: ipaddress.IPv4Network
+    dst: ipaddress.IPv4Network | ipaddress.IPv6Network
     oif: int
 
 
@@ -229,28 +235,38 @@ class Netlink:
         return True
 
     # -- addresses and routes --
-    def add_address(self, index: int, iface: ipaddress.IPv4Interface) -> None:
+    def add_address(self, index: int, iface: Interface) -> None:
+        """Add *iface* to link *index* (already there is fine). An IPv6 address skips
+        duplicate address detection (IFA_F_NODAD, as libnetwork does): the engine hands
+        out unique addresses, and a tentative one could not be used for about a second."""
         addr = iface.ip.packed
-        body = _IFADDR.pack(socket.AF_INET, iface.network.prefixlen, 0, 0, index)
-        body += _attr(IFA_LOCAL, addr) + _attr(IFA_ADDRESS, addr)
-        body += _attr(IFA_BROADCAST, iface.network.broadcast_address.packed)
+        if isinstance(iface, ipaddress.IPv6Interface):
+            body = _IFADDR.pack(socket.AF_INET6, iface.network.prefixlen, IFA_F_NODAD, 0, index)
+            body += _attr(IFA_LOCAL, addr) + _attr(IFA_ADDRESS, addr)
+            body += _u32(IFA_FLAGS, IFA_F_NODAD)
+        else:
+            body = _IFADDR.pack(socket.AF_INET, iface.network.prefixlen, 0, 0, index)
+            body += _attr(IFA_LOCAL, addr) + _attr(IFA_ADDRESS, addr)
+            body += _attr(IFA_BROADCAST, iface.network.broadcast_address.packed)
         try:
             self.request(RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL, body)
         except NetlinkError as e:
             if e.errno != errno.EEXIST:
                 raise
 
-    def add_default_route(self, gateway: ipaddress.IPv4Address, oif: int) -> None:
-        body = _RTMSG.pack(socket.AF_INET, 0, 0, 0, 254, 3, 0, 1, 0)
+    def add_default_route(self, gateway: Address, oif: int) -> None:
+        family = socket.AF_INET6 if gateway.version == 6 else socket.AF_INET
+        body = _RTMSG.pack(family, 0, 0, 0, RT_TABLE_MAIN, 3, 0, 1, 0)
         body += _attr(RTA_GATEWAY, gateway.packed) + _u32(RTA_OIF, oif)
         self.request(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL, body)
 
-    def routes(self) -> list[Route]:
-        """IPv4 routes of the main table (to avoid subnets the host already uses)."""
-        out = []
-        for _t, payload in self.dump(RTM_GETROUTE, _RTMSG.pack(socket.AF_INET, *[0] * 8)):
-            family, dst_len, _s, _tos, table, _p, _sc, _ty, _f = _RTMSG.unpack_from(payload)
-            dst, oif = b"\0\0\0\0", 0
+    def routes(self, family: int = socket.AF_INET) -> list[Route]:
+        """Routes of the main table (to avoid subnets the host already uses)."""
+        size = 16 if family == socket.AF_INET6 else 4
+        out: list[Route] = []
+        for _t, payload in self.dump(RTM_GETROUTE, _RTMSG.pack(family, *[0] * 8)):
+            fam, dst_len, _s, _tos, table, _p, _sc, _ty, _f = _RTMSG.unpack_from(payload)
+            dst, oif = b"\0" * size, 0
             for kind, value in _attrs(payload[_RTMSG.size :]):
                 if kind == RTA_DST:
                     dst = value
@@ -258,9 +274,14 @@ class Netlink:
                     oif = struct.unpack("=I", value)[0]
                 elif kind == RTA_TABLE:
                     table = struct.unpack("=I", value)[0]
-            if family == socket.AF_INET and table == 254:
-                net = ipaddress.IPv4Network((ipaddress.IPv4Address(dst), dst_len), strict=False)
-                out.append(Route(net, oif))
+            if fam != family or table != RT_TABLE_MAIN:
+                continue
+            if family == socket.AF_INET6:
+                out.append(Route(ipaddress.IPv6Network(
+                    (ipaddress.IPv6Address(dst), dst_len), strict=False), oif))
+            else:
+                out.append(Route(ipaddress.IPv4Network(
+                    (ipaddress.IPv4Address(dst), dst_len), strict=False), oif))
         return out
 
     def addresses(self, index: int) -> list[ipaddress.IPv4Interface]:
@@ -272,6 +293,18 @@ class Netlink:
             for kind, value in _attrs(payload[_IFADDR.size :]):
                 if kind == IFA_LOCAL:
                     out.append(ipaddress.IPv4Interface((ipaddress.IPv4Address(value), plen)))
+        return out
+
+    def addresses6(self, index: int) -> list[ipaddress.IPv6Interface]:
+        """The IPv6 addresses of link *index* (link-local ones included)."""
+        out = []
+        for _t, payload in self.dump(RTM_GETADDR, _IFADDR.pack(socket.AF_INET6, 0, 0, 0, 0)):
+            fam, plen, _fl, _sc, idx = _IFADDR.unpack_from(payload)
+            if idx != index or fam != socket.AF_INET6:
+                continue
+            for kind, value in _attrs(payload[_IFADDR.size :]):
+                if kind == IFA_ADDRESS:
+                    out.append(ipaddress.IPv6Interface((ipaddress.IPv6Address(value), plen)))
         return out
 
 

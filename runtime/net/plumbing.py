@@ -6,6 +6,7 @@ few netlink messages, no subprocess.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import ipaddress
 import os
@@ -17,6 +18,7 @@ from runtime.net import _sys
 from runtime.net.netlink import Netlink, NetlinkError
 
 SYSCTL = "/proc/sys/net/ipv4"
+SYSCTL6 = "/proc/sys/net/ipv6"
 
 
 def veth_name(container_id: str, network_id: str) -> str:
@@ -33,6 +35,19 @@ def write_sysctl(path: str, value: str) -> None:
 def read_sysctl(path: str) -> str:
     with open(path) as f:
         return f.read().strip()
+
+
+def _enable_ipv6(*devices: str) -> None:
+    """``disable_ipv6=0`` on *devices* ("all" included) of the calling thread's network
+    namespace: an address cannot be added while it is 1 (a host booted with IPv6 off
+    on new interfaces)."""
+    if not os.path.isdir(SYSCTL6):
+        raise OSError(errno.EAFNOSUPPORT, "IPv6 is disabled in this kernel (no "
+                      f"{SYSCTL6}): networks with EnableIPv6 cannot be used")
+    for dev in devices:
+        path = f"{SYSCTL6}/conf/{dev}/disable_ipv6"
+        if read_sysctl(path) != "0":
+            write_sysctl(path, "0")
 
 
 @dataclass(slots=True)
@@ -54,8 +69,10 @@ class Plumbing:
 
     # -- bridges --
     def ensure_bridge(self, name: str, gateway: ipaddress.IPv4Interface,
-                      mtu: int | None = None) -> int:
-        """Create (or adopt) the bridge with the gateway address, up, with route_localnet."""
+                      mtu: int | None = None,
+                      gateway6: ipaddress.IPv6Interface | None = None) -> int:
+        """Create (or adopt) the bridge with the gateway address(es), up, with
+        route_localnet."""
         link = self.nl.link(name)
         if link is None:
             try:
@@ -67,6 +84,10 @@ class Plumbing:
             assert link is not None
         if gateway not in self.nl.addresses(link.index):
             self.nl.add_address(link.index, gateway)
+        if gateway6 is not None:
+            _enable_ipv6(name)  # our bridge only; the host's all/default stay as they are
+            if gateway6 not in self.nl.addresses6(link.index):
+                self.nl.add_address(link.index, gateway6)
         if not link.up:
             self.nl.set_up(link.index)
         # Lets DNAT'ed 127.0.0.1 connections leave through the bridge (then masqueraded).
@@ -124,16 +145,25 @@ class Plumbing:
     # -- endpoints --
     def attach(self, sb: Sandbox, *, veth: str, ifname: str, bridge: str, mac: str,
                address: ipaddress.IPv4Interface, gateway: ipaddress.IPv4Address | None,
-               mtu: int | None) -> None:
+               mtu: int | None, address6: ipaddress.IPv6Interface | None = None,
+               gateway6: ipaddress.IPv6Address | None = None) -> None:
+        """The container's end *ifname* in the sandbox, up with its address(es); the
+        default route(s) via the gateway(s) given."""
         if self.nl.link(veth) is not None:
             self.nl.delete_link(veth)  # a leftover of a crash with the same name
         self.nl.add_veth(veth, ifname, peer_ns_fd=sb.fd, peer_mac=mac,
                          master=self.bridge_index(bridge), mtu=mtu)
         idx = sb.inner.index(ifname)
         sb.inner.add_address(idx, address)
+        if address6 is not None:
+            with _sys.in_netns(sb.fd):  # the sysctls of the sandbox, never the host's
+                _enable_ipv6("all", ifname)
+            sb.inner.add_address(idx, address6)
         sb.inner.set_up(idx)
         if gateway is not None:
             sb.inner.add_default_route(gateway, idx)
+        if address6 is not None and gateway6 is not None:
+            sb.inner.add_default_route(gateway6, idx)
 
     def detach(self, veth: str) -> None:
         self.nl.delete_link(veth)

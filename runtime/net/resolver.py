@@ -14,17 +14,20 @@ from typing import Any
 from runtime.net.model import Net
 from runtime.net.store import ContainerState
 
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
 
 def resolve_name(states: Mapping[str, ContainerState], nets: Mapping[str, Net],
-                 container_id: str, qname: str) -> list[ipaddress.IPv4Address] | None:
-    """A/AAAA: addresses of *qname* on the asker's user networks, None if it has none."""
+                 container_id: str, qname: str) -> list[Address] | None:
+    """A/AAAA: addresses (IPv4 and IPv6) of *qname* on the asker's user networks, None if
+    it has none."""
     st = states.get(container_id)
     if st is None:
         return None
     user_nets = [nets[n] for n in st.endpoints if n in nets and nets[n].user_defined]
     # libnetwork tries the asker's own link aliases first (``--link name:alias`` is
     # an alias local to the linking endpoint), then the names everyone can see.
-    found: list[ipaddress.IPv4Address] = []
+    found: list[Address] = []
     for net in user_nets:
         target = link_target(st.wanted.get(net.id) or {}, qname, net.name.lower())
         found += lookup_on(states, net, target) if target else []
@@ -35,9 +38,9 @@ def resolve_name(states: Mapping[str, ContainerState], nets: Mapping[str, Net],
 
 
 def lookup_on(states: Mapping[str, ContainerState], net: Net,
-              qname: str) -> list[ipaddress.IPv4Address]:
+              qname: str) -> list[Address]:
     """Addresses on *net* of the containers called *qname* (name, alias, short id)."""
-    found = []
+    found: list[Address] = []
     for other in states.values():
         ep = other.endpoints.get(net.id)
         if ep is None:
@@ -47,11 +50,13 @@ def lookup_on(states: Mapping[str, ContainerState], net: Net,
         names.update(a.lower() for a in ep.aliases)
         if qname in names:
             found.append(ipaddress.IPv4Address(ep.ip))
+            if ep.ip6:
+                found.append(ipaddress.IPv6Address(ep.ip6))
     return found
 
 
 def resolve_ip(states: Mapping[str, ContainerState], nets: Mapping[str, Net],
-               container_id: str, ip: ipaddress.IPv4Address) -> str | None:
+               container_id: str, ip: Address) -> str | None:
     """PTR: ``name.network`` of the container holding *ip* on one of the asker's
     user networks (Docker's answer), else None (forwarded)."""
     wanted = str(ip)
@@ -64,7 +69,7 @@ def resolve_ip(states: Mapping[str, ContainerState], nets: Mapping[str, Net],
             continue
         for other in states.values():
             ep = other.endpoints.get(net_id)
-            if ep is not None and ep.ip == wanted:
+            if ep is not None and wanted in (ep.ip, ep.ip6):
                 return f"{other.name}.{net.name}"
     return None
 

@@ -68,7 +68,8 @@ def container_settings(st: ContainerState, nets: Mapping[str, Net],
         ep = st.endpoints.get(default.id)
         if ep is not None:
             out.update(EndpointID=ep.endpoint_id, Gateway=ep.gateway, IPAddress=ep.ip,
-                       IPPrefixLen=ep.prefixlen, MacAddress=ep.mac)
+                       IPPrefixLen=ep.prefixlen, MacAddress=ep.mac, IPv6Gateway=ep.gateway6,
+                       GlobalIPv6Address=ep.ip6, GlobalIPv6PrefixLen=ep.prefixlen6)
     return out
 
 
@@ -86,6 +87,6 @@ def containers_of(net: Net, states: Mapping[str, ContainerState]) -> dict[str, A
             "EndpointID": ep.endpoint_id if ep else "",
             "MacAddress": ep.mac if ep else "",
             "IPv4Address": f"{ep.ip}/{ep.prefixlen}" if ep else "",
-            "IPv6Address": "",
+            "IPv6Address": f"{ep.ip6}/{ep.prefixlen6}" if ep and ep.ip6 else "",
         }
     return out

@@ -37,6 +37,10 @@ class Endpoint:
     veth: str  # host side
     aliases: list[str] = field(default_factory=list)
     ipam_config: dict[str, Any] | None = None
+    # On a network with EnableIPv6 (empty otherwise; files written before IPv6 lack them).
+    ip6: str = ""
+    prefixlen6: int = 0
+    gateway6: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__slots__}
