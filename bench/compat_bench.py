@@ -170,7 +170,7 @@ def report(results: dict[str, Samples], runs: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--runs", type=int, default=15)
+    parser.add_argument("--runs", type=int, default=61)
     parser.add_argument("--debug", action="store_true", help="run Cove with --debug")
     parser.add_argument("--cases", default=",".join(CASES),
                         help=f"comma-separated subset of {','.join(CASES)}")
