@@ -1,15 +1,20 @@
 #!/usr/bin/env bash
 # Writes a tarball of a minimal busybox root filesystem (from Debian's busybox-static) to stdout.
+# BUSYBOX=PATH takes another busybox-static binary, e.g. an arm64 one from a guest image
+# (tests/vmhost/test_vm_arm64.py); when this host cannot run it, the applet links are those of
+# the host's /bin/busybox (the same Debian package, so the same applets).
 set -euo pipefail
-bb=/bin/busybox
-[ -x "$bb" ] || { echo "busybox-rootfs: $bb missing (apt-get install busybox-static)" >&2; exit 1; }
+bb=${BUSYBOX:-/bin/busybox}
+[ -f "$bb" ] || { echo "busybox-rootfs: $bb missing (apt-get install busybox-static)" >&2; exit 1; }
+applets=$("$bb" --list-full 2>/dev/null) || applets=$(/bin/busybox --list-full)
 root=$(mktemp -d)
 trap 'rm -rf "$root"' EXIT
 chmod 755 "$root"
 mkdir -p "$root"/{bin,etc,tmp,root,home,var/spool/mail,var/www,proc,sys,dev,usr/bin,usr/sbin,sbin}
 chmod 1777 "$root/tmp"
 cp "$bb" "$root/bin/busybox"
-for applet in $("$bb" --list-full); do
+chmod 755 "$root/bin/busybox"
+for applet in $applets; do
   [ -e "$root/$applet" ] || ln -s /bin/busybox "$root/$applet"
 done
 cat > "$root/etc/passwd" <<'P'

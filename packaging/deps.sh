@@ -21,6 +21,11 @@ if [ "$extras" = "test" ]; then
   # VM path: guest image build and tests marked "vm" (packaging/guest/README.md)
   apt_packages+=(qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-clients libvirt-dev
                  pkg-config python3-dev mmdebstrap e2fsprogs openssh-client)
+  # arm64 guest on an amd64 host (tests/vmhost/test_vm_arm64.py): qemu-system-aarch64 under
+  # TCG; the cross-built image runs maintainer scripts under qemu-user (binfmt_misc,
+  # registered by the build itself) and mmdebstrap checks that with arch-test. xmllint lets
+  # virt-xml-validate check the domain XML against libvirt's schema (test_backends.py).
+  apt_packages+=(qemu-system-arm qemu-user-static arch-test libxml2-utils)
   pip_extras="test,desktop,vm"
   # Client tests drive the real docker CLI; Debian ships it in docker.io.
   command -v docker >/dev/null 2>&1 || apt_packages+=(docker.io)

@@ -3,11 +3,13 @@ clearing the way for an unpacked entry."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import stat
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -73,3 +75,25 @@ def apparent_size(path: Path) -> int:
             except OSError:
                 pass  # removed while we walked
     return total
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on *path* (created if missing) for the block: one process at a
+    time, across processes; released when the block ends or the process dies."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        if sys.platform == "win32":
+            import msvcrt
+
+            while True:  # LK_LOCK itself gives up after ten one-second tries
+                try:
+                    msvcrt.locking(f.fileno(), msvcrt.LK_LOCK, 1)
+                    break
+                except OSError:
+                    continue
+        else:
+            import fcntl
+
+            fcntl.flock(f, fcntl.LOCK_EX)
+        yield

@@ -1,8 +1,9 @@
 """``cove vm image build``: the guest image, in two cached stages.
 
-1. **base** (``packaging/guest/build-base.sh``, mmdebstrap, about a minute): Debian bookworm
+1. **base** (``packaging/guest/build-base.sh``, mmdebstrap, about a minute; several under
+   qemu-user for a foreign arch, see :func:`foreign_exec`): Debian bookworm
    with the cloud kernel, openssh-server, python3 and the engine's tools, as ``base.tar`` plus
-   ``vmlinuz``/``initrd.img`` for direct kernel boot. Keyed by the recipe's sha256.
+   ``vmlinuz`` for direct kernel boot. Keyed by the recipe's sha256 and the arch.
 2. **image** (seconds): ``base.tar`` + a wheel of this checkout (``pip wheel --no-deps``),
    unpacked into dist-packages offline, plus ``/usr/sbin/cove-init``; ``mke2fs -d`` turns the
    tree into ``root.raw`` without loop mounts. Keyed by the base key + the sources' sha256.
@@ -14,6 +15,7 @@ mirror serves at build time). Unpacking keeps file ownership, so stage 2 needs r
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -26,13 +28,13 @@ import tarfile
 import tempfile
 import time
 import zipfile
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from guestagent.init import EARLY_INIT, MOUNTS_READY
 from runtime.api.errors import Forbidden, Internal, InvalidArgument, Unavailable
-from runtime.fsutil import write_atomic, write_json_atomic
+from runtime.fsutil import exclusive_lock, write_atomic, write_json_atomic
 from vmhost import layout
 from vmhost.initrd import build_initrd
 
@@ -72,10 +74,19 @@ ENGINE_ARGV = [
 # (~1.3 s); tsc=reliable keeps the TSC as clocksource (QEMU's TSC is one host clock for all
 # vCPUs, but the boot-time sync check fails under emulation and the kernel falls back to
 # HPET, whose every read is an emulated MMIO access, and which has no vDSO fast path).
-KERNEL_CMDLINE = (
-    "console=ttyS0 root=/dev/vda rw rootfstype=ext4 init=/usr/sbin/cove-init "
-    "loglevel=4 mitigations=off panic=-1 net.ifnames=0 cryptomgr.notests tsc=reliable"
+_CMDLINE_COMMON = (
+    "root=/dev/vda rw rootfstype=ext4 init=/usr/sbin/cove-init "
+    "loglevel=4 mitigations=off panic=-1 net.ifnames=0 cryptomgr.notests"
 )
+KERNEL_CMDLINE = f"console=ttyS0 {_CMDLINE_COMMON} tsc=reliable"
+# arm64 (QEMU's virt board): the console is the PL011 UART, ttyAMA0; no TSC there.
+CMDLINES = {"amd64": KERNEL_CMDLINE, "arm64": f"console=ttyAMA0 {_CMDLINE_COMMON}"}
+ARCHES = tuple(CMDLINES)
+_DEB_ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
+# qemu-user names, for binfmt_misc (foreign-arch builds)
+_QEMU_USER = {"amd64": "x86_64", "arm64": "aarch64"}
+BINFMT_DIR = Path("/proc/sys/fs/binfmt_misc")
+BINFMT_CONF_DIR = Path("/usr/lib/binfmt.d")  # qemu-user-static's definitions
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -87,6 +98,9 @@ class GuestImage:
     kernel: Path
     initrd: Path
     cmdline: str = KERNEL_CMDLINE
+    # Debian name. Manifests from before arm64 images say nothing: those images were built
+    # here or fetched for this host (release.ensure checks), so they are the host's arch.
+    arch: str = field(default_factory=lambda: host_arch())
 
 
 def _hash_files(paths: list[Path], extra: str = "") -> str:
@@ -96,14 +110,32 @@ def _hash_files(paths: list[Path], extra: str = "") -> str:
     return h.hexdigest()[:16]
 
 
-def base_key(mirror: str) -> str:
-    return _hash_files(sorted(RECIPE_DIR.glob("*.sh")), mirror)
+def host_arch(machine: str | None = None) -> str:
+    """The Debian name of this machine's architecture (amd64, arm64)."""
+    import platform
+
+    m = (machine or platform.machine()).lower()
+    return _DEB_ARCH.get(m, m)
 
 
-def image_key(mirror: str) -> str:
+def deb_arch(arch: str | None) -> str:
+    """*arch* (Debian or kernel spelling; None: the host's) as a Debian name we build."""
+    name = host_arch() if arch is None else _DEB_ARCH.get(arch.lower(), arch.lower())
+    if name not in ARCHES:
+        raise InvalidArgument(f"guest image arch {arch!r}: use one of {', '.join(ARCHES)}")
+    return name
+
+
+def base_key(mirror: str, arch: str = "amd64") -> str:
+    # amd64 hashes the same inputs as before there were other arches
+    extra = mirror if arch == "amd64" else f"{mirror}\0{arch}"
+    return _hash_files(sorted(RECIPE_DIR.glob("*.sh")), extra)
+
+
+def image_key(mirror: str, arch: str = "amd64") -> str:
     sources = [p for d in SOURCE_DIRS for p in (ROOT / d).rglob("*.py")]
     sources += [ROOT / "pyproject.toml", *(ROOT / p for p in IMAGE_RECIPE)]
-    return _hash_files(sources, base_key(mirror))
+    return _hash_files(sources, base_key(mirror, arch))
 
 
 def _run(argv: list[str], **kw: object) -> None:
@@ -117,33 +149,126 @@ def _run(argv: list[str], **kw: object) -> None:
         raise Internal(f"guest image: {' '.join(argv[:3])}: exit status {e.returncode}") from e
 
 
-def build_base(cache: Path, mirror: str) -> Path:
-    out = cache / f"base-{base_key(mirror)}"
+def build_base(cache: Path, mirror: str, arch: str = "amd64") -> Path:
+    out = cache / f"base-{base_key(mirror, arch)}"
     if (out / layout.BASE_TAR).exists():
         return out
     tmp = Path(tempfile.mkdtemp(prefix=".base-", dir=cache))
     try:
-        _run(
-            ["bash", str(RECIPE_DIR / "build-base.sh"), str(tmp), mirror],
-            env={**os.environ, "SOURCE_DATE_EPOCH": EPOCH},
-        )
+        with foreign_exec(arch):
+            _run(
+                ["bash", str(RECIPE_DIR / "build-base.sh"), str(tmp), mirror, arch],
+                env={**os.environ, "SOURCE_DATE_EPOCH": EPOCH},
+            )
         os.replace(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 
-def build_wheel(dest: Path) -> Path:
-    if sys.platform == "win32":
-        raise Unavailable("guest image: building needs a Linux host (use the release image)")
-    import fcntl  # image builds run on Linux only; vmhost itself must import everywhere
+@contextlib.contextmanager
+def foreign_exec(
+    arch: str,
+    *,
+    binfmt_dir: Path = BINFMT_DIR,
+    conf_dir: Path = BINFMT_CONF_DIR,
+    machine: str | None = None,
+) -> Iterator[str | None]:
+    """Let this host run *arch* binaries for the duration of the block: a foreign-arch build
+    runs the packages' maintainer scripts (mmdebstrap) and the guest's python3 (byte-compile)
+    under qemu-user, through binfmt_misc. Nothing to do for the host's own arch, nor when an
+    enabled binfmt entry already handles that ELF machine (qemu-user-static with
+    binfmt-support or systemd-binfmt). Otherwise registers qemu-user-static's own definition
+    under the name ``cove-<qemu arch>`` (``F``: the interpreter is opened now, so it works
+    inside the chroot) and removes it afterwards, failures included; binfmt_misc is mounted
+    for the block when it was not. Yields the name registered, or None."""
+    if arch == host_arch(machine):
+        yield None
+        return
+    qarch = _QEMU_USER.get(arch, arch)
+    conf = conf_dir / f"qemu-{qarch}.conf"
+    try:
+        rule = conf.read_text().strip().split(":")  # :name:type:offset:magic:mask:interp:flags
+    except OSError as e:
+        raise Unavailable(
+            f"guest image: building for {arch} on {host_arch(machine)} needs qemu-user-static "
+            f"({conf}: {e.strerror})"
+        ) from e
+    if len(rule) != 8:
+        raise Internal(f"guest image: {conf}: not a binfmt_misc rule")
+    name = f"cove-{qarch}"
+    rule[1] = name
+    rule[7] = rule[7] if "F" in rule[7] else rule[7] + "F"
+    with _binfmt_lock(qarch), _binfmt_mounted(binfmt_dir):
+        if _binfmt_handles(binfmt_dir, rule[4], skip=name):
+            yield None
+            return
+        entry = binfmt_dir / name
+        if entry.exists():  # left by a killed build (we hold the lock: nobody uses it)
+            entry.write_text("-1")
+        try:
+            (binfmt_dir / "register").write_text(":".join(rule))
+        except OSError as e:
+            raise Unavailable(f"guest image: cannot register binfmt_misc {name}: {e}") from e
+        try:
+            yield name
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                entry.write_text("-1")
 
+
+def _magic_hex(escaped: str) -> str:
+    """binfmt.d's ``\x7f\x45...`` as /proc's ``7f45...``."""
+    return escaped.encode().decode("unicode_escape").encode("latin-1").hex()
+
+
+def _binfmt_handles(binfmt_dir: Path, magic: str, *, skip: str) -> bool:
+    """Whether an enabled entry (other than ours) already matches this ELF magic."""
+    want = _magic_hex(magic)
+    for entry in binfmt_dir.iterdir():
+        if entry.name in ("register", "status", skip):
+            continue
+        try:
+            lines = entry.read_text().splitlines()
+        except OSError:
+            continue
+        if "enabled" in lines and f"magic {want}" in lines:
+            return True
+    return False
+
+
+@contextlib.contextmanager
+def _binfmt_mounted(binfmt_dir: Path) -> Iterator[None]:
+    if (binfmt_dir / "register").exists():
+        yield
+        return
+    out = subprocess.run(
+        ["mount", "-t", "binfmt_misc", "binfmt_misc", str(binfmt_dir)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if out.returncode != 0:
+        raise Unavailable(f"guest image: cannot mount binfmt_misc: {out.stderr.strip()}")
+    try:
+        yield
+    finally:
+        subprocess.run(["umount", str(binfmt_dir)], capture_output=True, check=False)
+
+
+@contextlib.contextmanager
+def _binfmt_lock(qarch: str) -> Iterator[None]:
+    """One foreign build of an arch at a time: another's ``cove-<arch>`` entry would vanish
+    under it when the first one ends."""
+    with exclusive_lock(Path(tempfile.gettempdir(), f"cove-binfmt-{qarch}.lock")):
+        yield
+
+
+def build_wheel(dest: Path) -> Path:
     # setuptools builds in the checkout's own build/ folder: two builds at once (two VMs
     # started together, or tests beside a bench) trip over each other's files there.
     key = hashlib.sha256(str(ROOT).encode()).hexdigest()[:12]
-    lock_path = Path(tempfile.gettempdir(), f"cove-wheel-{key}.lock")
-    with open(lock_path, "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with exclusive_lock(Path(tempfile.gettempdir(), f"cove-wheel-{key}.lock")):
         _run(
             [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(dest),
              str(ROOT)],
@@ -250,20 +375,27 @@ def _allocated(path: Path) -> int:
 
 
 def build(
-    *, cache: Path | None = None, mirror: str = "http://deb.debian.org/debian", force: bool = False
+    *,
+    cache: Path | None = None,
+    mirror: str = "http://deb.debian.org/debian",
+    force: bool = False,
+    arch: str | None = None,
 ) -> GuestImage:
-    """Build (or find in the cache) the guest image for this checkout; idempotent."""
+    """Build (or find in the cache) the guest image for this checkout and *arch* (Debian
+    name; default: this host's); idempotent. A foreign arch is built under qemu-user
+    (:func:`foreign_exec`)."""
+    arch = deb_arch(arch)
     cache = cache or layout.cache_home() / "guest"
     cache.mkdir(parents=True, exist_ok=True)
-    key = image_key(mirror)
+    key = image_key(mirror, arch)
     out = cache / f"image-{key}"
     if force:
         shutil.rmtree(out, ignore_errors=True)
     if not (out / layout.IMAGE_MANIFEST).exists():
         t0 = time.monotonic()
-        base = build_base(cache, mirror)
+        base = build_base(cache, mirror, arch)
         t1 = time.monotonic()
-        _build_image(base, out, cache)
+        _build_image(base, out, cache, arch)
         manifest = json.loads((out / layout.IMAGE_MANIFEST).read_text())
         took = {"base": round(t1 - t0, 1), "image": round(time.monotonic() - t1, 1)}
         manifest["build_seconds"] = took
@@ -348,26 +480,35 @@ def _pinned(path: Path) -> GuestImage:
 
 
 def prune(cache: Path, keep: int) -> None:
-    """Drop all but the *keep* most recently built or used images (running VMs' overlays
-    use recent ones)."""
-    images = sorted(cache.glob("image-*"), key=lambda p: p.stat().st_mtime, reverse=True)
-    for old in images[keep:]:
-        if not old.name.startswith("image-release-"):
-            shutil.rmtree(old, ignore_errors=True)
+    """Drop all but the *keep* most recently built or used images of each arch (running
+    VMs' overlays use recent ones)."""
+    images = sorted(
+        (p for p in cache.glob("image-*") if not p.name.startswith("image-release-")),
+        key=lambda p: p.stat().st_mtime,
+        reverse=True,
+    )
+    seen: dict[str, int] = {}
+    for image in images:
+        arch = image_arch(image)
+        seen[arch] = seen.get(arch, 0) + 1
+        if seen[arch] > keep:
+            shutil.rmtree(image, ignore_errors=True)
 
 
-def _build_image(base: Path, out: Path, cache: Path) -> None:
+def _build_image(base: Path, out: Path, cache: Path, arch: str = "amd64") -> None:
+    cmdline = CMDLINES[arch]
     tmp = Path(tempfile.mkdtemp(prefix=".image-", dir=cache))
     try:
         tree = tmp / "tree"
         _unpack(base / layout.BASE_TAR, tree)
         install_wheel(build_wheel(tmp / "wheel"), tree)
-        _compile(tree)
+        with foreign_exec(arch):
+            _compile(tree)
         _root_shell(tree)
         write_atomic(tree / "etc/cove/engine.argv", " ".join(ENGINE_ARGV).encode())
         write_atomic(
             tree / "etc/cove/guest.json",
-            json.dumps({"cmdline": KERNEL_CMDLINE, "engine_argv": ENGINE_ARGV}).encode(),
+            json.dumps({"cmdline": cmdline, "engine_argv": ENGINE_ARGV}).encode(),
         )
         _mkfs(tree, tmp / layout.IMAGE_ROOT)
         shutil.copyfile(base / layout.IMAGE_KERNEL, tmp / layout.IMAGE_KERNEL)
@@ -383,7 +524,7 @@ def _build_image(base: Path, out: Path, cache: Path) -> None:
         }
         write_json_atomic(
             tmp / layout.IMAGE_MANIFEST,
-            {"key": out.name, "files": files, "cmdline": KERNEL_CMDLINE},
+            {"key": out.name, "arch": arch, "files": files, "cmdline": cmdline},
         )
         shutil.rmtree(tree)
         shutil.rmtree(tmp / "wheel")
@@ -394,13 +535,25 @@ def _build_image(base: Path, out: Path, cache: Path) -> None:
 
 def image_at(path: Path) -> GuestImage:
     manifest = json.loads((path / layout.IMAGE_MANIFEST).read_text())
+    arch = str(manifest.get("arch") or host_arch())
     return GuestImage(
         key=str(manifest["key"]),
         root=path / layout.IMAGE_ROOT,
         kernel=path / layout.IMAGE_KERNEL,
         initrd=path / layout.IMAGE_INITRD,
-        cmdline=str(manifest.get("cmdline", KERNEL_CMDLINE)),
+        cmdline=str(manifest.get("cmdline", CMDLINES.get(arch, KERNEL_CMDLINE))),
+        arch=arch,
     )
+
+
+def image_arch(path: Path) -> str:
+    """The Debian arch of the image dir *path*: the host's when its manifest predates arm64
+    images (see :class:`GuestImage`) or is unreadable, so a backend boots it as before."""
+    try:
+        arch = json.loads((path / layout.IMAGE_MANIFEST).read_text()).get("arch")
+    except (OSError, ValueError, AttributeError):
+        arch = None
+    return str(arch or host_arch())
 
 
 def compressed_size(image: GuestImage, level: int = 10) -> int:

@@ -32,6 +32,7 @@ class VMState(StrEnum):
 class Accel(StrEnum):
     AUTO = "auto"
     KVM = "kvm"
+    HVF = "hvf"  # macOS Hypervisor.framework (QEMU -accel hvf; libvirt <domain type='hvf'>)
     TCG = "tcg"
 
 

@@ -49,7 +49,9 @@ class InstanceConfig:
         try:
             Accel(self.accel)
         except ValueError as e:
-            raise InvalidArgument(f"vm: accel {self.accel!r}: use auto, kvm or tcg") from e
+            raise InvalidArgument(
+                f"vm: accel {self.accel!r}: use {', '.join(a.value for a in Accel)}"
+            ) from e
 
 
 def create(config: InstanceConfig) -> layout.InstanceLayout:

@@ -20,7 +20,7 @@ Instance directory (``<data>/vms/<name>/``)::
 
 Guest image cache (``/var/cache/cove/guest`` as root, else the user cache dir)::
 
-    base-<key>/{base.tar,vmlinuz,initrd.img}      stage 1 (mmdebstrap), keyed by the recipe
+    base-<key>/{base.tar,vmlinuz}                 stage 1 (mmdebstrap), keyed by recipe + arch
     image-<key>/{root.raw,vmlinuz,initrd.img,manifest.json}   stage 2 (+ cove wheel)
     image-release-<version>-<arch>/{same files}   a downloaded release (vmhost.release.ensure)
     .image-release-<version>-<arch>.lock          one download of a release at a time

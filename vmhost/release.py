@@ -23,7 +23,6 @@ its sha256 and leaves an image dir that :func:`vmhost.guestimage.image_at` under
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import http.client
 import importlib.metadata
@@ -38,14 +37,14 @@ import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, TextIO
 
 from runtime.api.errors import Internal, InvalidArgument, NotFound, Unavailable
-from runtime.fsutil import write_json_atomic
-from vmhost import download, layout
+from runtime.fsutil import exclusive_lock, write_json_atomic
+from vmhost import download, guestimage, layout
 from vmhost.guestimage import GuestImage, image_at
 
 FORMAT = 1
@@ -62,15 +61,13 @@ KEEP_RELEASES = 2
 RELEASE_BASE_URL = "https://releases.cove.dev/guest"
 RELEASE_URL_ENV = "COVE_RELEASE_URL"
 PINNED_IMAGE_ENV = "COVE_GUEST_IMAGE"
-_ARCHES = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
 
 Step = Callable[[str], None]
 
 
 def host_arch() -> str:
     """The Debian name of this machine's architecture (the guest runs the same one)."""
-    m = platform.machine().lower()
-    return _ARCHES.get(m, m)
+    return guestimage.host_arch(platform.machine())
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -145,7 +142,7 @@ def pack(
     manifest = {
         "format": FORMAT,
         "version": version,
-        "arch": arch or host_arch(),
+        "arch": arch or image.arch,  # the image's own (an arm64 image packed on amd64)
         "key": image.key,
         "cmdline": image.cmdline,
         "files": files,
@@ -286,7 +283,12 @@ def _install(release: Release, got: dict[str, Path], out: Path, step: Step | Non
             shutil.copyfile(got[n], tmp / n)
         write_json_atomic(
             tmp / layout.IMAGE_MANIFEST,
-            {"key": out.name, "version": release.version, "cmdline": release.cmdline},
+            {
+                "key": out.name,
+                "version": release.version,
+                "arch": release.arch,  # the backend boots the guest as this arch
+                "cmdline": release.cmdline,
+            },
         )
         shutil.rmtree(out, ignore_errors=True)
         os.replace(tmp, out)
@@ -339,7 +341,7 @@ def ensure(
     out = release_dir(cache, version, arch)
     if not (out / layout.IMAGE_MANIFEST).exists():
         # Two `cove vm start`s at once would append to the same .partial files.
-        with _exclusive(out.with_name(f".{out.name}.lock")):
+        with exclusive_lock(out.with_name(f".{out.name}.lock")):
             if not (out / layout.IMAGE_MANIFEST).exists():
                 url = manifest_url(base_url or release_base_url(), version, arch)
                 _download_release(url, out, version, arch, cache, progress, step)
@@ -377,26 +379,6 @@ def prune_releases(guest_cache: Path, keep: int) -> None:
     )
     for old in images[keep:]:
         shutil.rmtree(old, ignore_errors=True)
-
-
-@contextlib.contextmanager
-def _exclusive(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as f:
-        if sys.platform == "win32":
-            import msvcrt
-
-            while True:  # LK_LOCK itself gives up after ten one-second tries
-                try:
-                    msvcrt.locking(f.fileno(), msvcrt.LK_LOCK, 1)
-                    break
-                except OSError:
-                    continue
-        else:
-            import fcntl
-
-            fcntl.flock(f, fcntl.LOCK_EX)
-        yield
 
 
 class TextProgress:

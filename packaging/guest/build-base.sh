@@ -1,20 +1,25 @@
 #!/usr/bin/env bash
-# Builds Cove's guest base: a Debian bookworm root tree as a tarball, plus the kernel and initrd
-# for direct kernel boot. Stage 1 of the guest image (vmhost/guestimage.py adds Cove on top).
+# Builds Cove's guest base: a Debian bookworm root tree as a tarball, plus the kernel for direct
+# kernel boot. Stage 1 of the guest image (vmhost/guestimage.py adds Cove on top, and its own
+# tiny initrd: vmhost/initrd.py).
 #
-#   build-base.sh OUTDIR [MIRROR]
+#   build-base.sh OUTDIR [MIRROR] [ARCH]
 #
-# Writes OUTDIR/base.tar, OUTDIR/vmlinuz, OUTDIR/initrd.img. Needs mmdebstrap (root, or
+# Writes OUTDIR/base.tar, OUTDIR/vmlinuz. Needs mmdebstrap (root, or
 # unprivileged user namespaces for --mode=unshare). SOURCE_DATE_EPOCH pins timestamps.
+# ARCH is a Debian architecture (amd64, arm64; default: this machine's). A foreign ARCH runs
+# the packages' maintainer scripts under qemu-user: the caller (vmhost/guestimage.py)
+# registers binfmt_misc for the build; mmdebstrap checks it with arch-test.
 set -euo pipefail
-out=${1:?usage: build-base.sh OUTDIR [MIRROR]}
+out=${1:?usage: build-base.sh OUTDIR [MIRROR] [ARCH]}
 mirror=${2:-http://deb.debian.org/debian}
+arch=${3:-$(dpkg --print-architecture)}
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
 export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-1700000000}
 
 packages=(
-  linux-image-cloud-amd64 initramfs-tools zstd   # kernel + a small initrd (virtio modules are =m)
+  "linux-image-cloud-$arch" zstd                 # kernel (virtio modules are =m: vmhost/initrd.py)
   openssh-server                                 # the only way in: the host relays over SSH
   python3 python3-platformdirs                   # engine + guest agent (stdlib + platformdirs)
   socat busybox-static                           # fast dial-stdio; tiny initrd + early init
@@ -24,7 +29,11 @@ packages=(
 mode=auto
 [ "$(id -u)" -eq 0 ] && mode=root
 
-mmdebstrap --variant=apt --mode="$mode" --format=tar \
+# initramfs-tools comes with the kernel (a dependency), but its kernel hook is not installed:
+# the initrd it builds is never booted (vmhost/initrd.py writes a tiny one), and building it
+# costs minutes when a foreign-arch build runs it under qemu-user.
+
+mmdebstrap --variant=apt --mode="$mode" --format=tar --architectures="$arch" \
   --include="$(IFS=,; echo "${packages[*]}")" \
   --dpkgopt='path-exclude=/usr/share/man/*' \
   --dpkgopt='path-exclude=/usr/share/doc/*' \
@@ -32,10 +41,8 @@ mmdebstrap --variant=apt --mode="$mode" --format=tar \
   --dpkgopt='path-exclude=/usr/share/locale/*' \
   --dpkgopt='path-exclude=/usr/share/info/*' \
   --dpkgopt='path-exclude=/usr/share/lintian/*' \
-  --essential-hook='mkdir -p "$1/etc/initramfs-tools/conf.d"' \
-  --essential-hook='printf "MODULES=list\nCOMPRESS=zstd\n" > "$1/etc/initramfs-tools/conf.d/cove.conf"' \
-  --essential-hook='printf "virtio_pci\nvirtio_blk\nvirtio_net\nvirtio_console\next4\n" > "$1/etc/initramfs-tools/modules"' \
-  --customize-hook="cp \"\$1\"/boot/vmlinuz-* '$out/vmlinuz'; cp \"\$1\"/boot/initrd.img-* '$out/initrd.img'" \
+  --dpkgopt='path-exclude=/etc/kernel/postinst.d/initramfs-tools' \
+  --customize-hook="cp \"\$1\"/boot/vmlinuz-* '$out/vmlinuz'" \
   --customize-hook='rm -rf "$1"/boot/* "$1"/vmlinuz* "$1"/initrd.img*' \
   --customize-hook='rm -f "$1"/etc/ssh/ssh_host_*' \
   --customize-hook='rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/*.bin "$1"/var/log/*.log' \

@@ -30,7 +30,7 @@ def _image_build(args: argparse.Namespace) -> int:
     from vmhost import guestimage
 
     try:
-        image = guestimage.build(force=args.force, mirror=args.mirror)
+        image = guestimage.build(force=args.force, mirror=args.mirror, arch=args.arch)
         info: dict[str, Any] = guestimage.summary(image)
         if not args.no_compress:
             info["compressed_zstd_bytes"] = guestimage.compressed_size(image)
@@ -61,7 +61,8 @@ def _image_pack(args: argparse.Namespace) -> int:
             print(f"cove vm image pack: {what}", file=sys.stderr)
 
     try:
-        image = guestimage.image_at(Path(args.image)) if args.image else guestimage.build()
+        image = (guestimage.image_at(Path(args.image)) if args.image
+                 else guestimage.build(arch=args.arch))
         path = release.pack(
             image,
             Path(args.output),
@@ -93,7 +94,7 @@ def _image_fetch(args: argparse.Namespace) -> int:
             print(f"\r{done / 2**20:.1f}{of} MiB", end="", file=sys.stderr, flush=True)
 
     try:
-        image = release.fetch_release(args.url, progress=show)
+        image = release.fetch_release(args.url, progress=show, arch=args.arch)
     except CoveError as e:
         return _fail(e)
     finally:
@@ -357,6 +358,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     build.add_argument("--mirror", default="http://deb.debian.org/debian")
     build.add_argument("--no-compress", action="store_true", help="skip the zstd size report")
     build.add_argument("--json", action="store_true")
+    build.add_argument("--arch", help="amd64 or arm64 (default: this machine's; another one "
+                       "builds under qemu-user-static)")
     build.set_defaults(func=_handler(_image_build))
     pack = isub.add_parser(
         "pack", help="Write release artefacts (xz root, kernel, initrd, release.json) to a dir"
@@ -364,7 +367,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     pack.add_argument("-o", "--output", required=True, help="directory to upload as is")
     pack.add_argument("--version", dest="release_version", help="release version (default: cove's)")
     pack.add_argument("--image", help="a built image dir (default: build or reuse the cached one)")
-    pack.add_argument("--arch", help="guest architecture (default: this machine's)")
+    pack.add_argument("--arch", help="guest architecture (default: the image's; without --image, "
+                      "the one built)")
     pack.add_argument("-q", "--quiet", action="store_true")
     pack.add_argument("--json", action="store_true", help="print the manifest")
     pack.set_defaults(func=_handler(_image_pack))
@@ -373,6 +377,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     fetch.add_argument("url", help="URL of a release.json written by `image pack`")
     fetch.add_argument("-q", "--quiet", action="store_true")
+    fetch.add_argument("--arch", help="the release's arch (default: this machine's)")
     fetch.set_defaults(func=_handler(_image_fetch))
 
     def named(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -386,7 +391,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     start.add_argument("--memory", type=int, help="MiB (default 1024)")
     start.add_argument("--disk", type=int, help="data disk GiB, sparse; grows, never shrinks "
                        "(default 20)")
-    start.add_argument("--accel", choices=("auto", "kvm", "tcg"))
+    start.add_argument("--accel", choices=("auto", "kvm", "hvf", "tcg"))
     start.add_argument("--share", action="append", default=[],
                        help="host dir to share (virtiofs); replaces the instance's list "
                        "(a new VM shares your home by default)")
