@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import tarfile
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,35 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "root" in item.keywords and not is_root():
             item.add_marker(skip_root)
+
+
+# The arm64 guest image (tests/vmhost/test_vm_arm64.py) takes minutes to cross-build cold,
+# mostly one core running dpkg under qemu-user. When that test is collected, the build starts
+# in the background at once and overlaps the rest of the run; the test's own build() call
+# waits on the image's lock and finds it done. Its output: $TMPDIR/cove-arm64-prebuild.log.
+_PREBUILDS: list[subprocess.Popen[bytes]] = []
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    if not is_root() or session.config.option.collectonly:
+        return
+    if not any("test_vm_arm64.py::test_arm64" in item.nodeid for item in session.items):
+        return
+    from vmhost import guestimage
+
+    if guestimage.host_arch() == "arm64" or not guestimage.can_build():
+        return
+    log = open(Path(tempfile.gettempdir(), "cove-arm64-prebuild.log"), "wb")  # noqa: SIM115
+    _PREBUILDS.append(subprocess.Popen(
+        [sys.executable, "-c", "from vmhost import guestimage; guestimage.build(arch='arm64')"],
+        cwd=ROOT, stdin=subprocess.DEVNULL, stdout=log, stderr=log))
+    log.close()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    # Never leave it behind (it holds a binfmt_misc entry while it runs): wait for it.
+    for proc in _PREBUILDS:
+        proc.wait()
 
 
 @pytest.fixture(scope="session")

@@ -37,6 +37,24 @@ class _UnixHTTPConnection(http.client.HTTPConnection):
         self.sock = sock
 
 
+# Third octets of 10.213.x.0/24 that tests use as fixed subnets (test_e2e.py's --bip,
+# test_engine_e2e.py's and test_engine_restart.py's user networks): never a test engine's bridge.
+FIXED_TEST_SUBNETS = frozenset({7, 240, 241})
+
+
+def _free_bip(start: int) -> str:
+    """The default-bridge address of a new test engine: a 10.213.x.1/24 that no live bridge
+    routes (another test engine of this run, a fixed test subnet), so two never overlap."""
+    routes = subprocess.run(["ip", "-4", "route", "show"], capture_output=True, text=True,
+                            check=False).stdout
+    used = {int(r.split(".")[2]) for r in routes.split() if r.startswith("10.213.")}
+    for i in range(256):
+        x = (start + i) % 256
+        if x not in used and x not in FIXED_TEST_SUBNETS:
+            return f"10.213.{x}.1/24"
+    raise RuntimeError("no free 10.213.x.0/24 for a test engine")
+
+
 class EngineProcess:
     def __init__(self, base: Path, extra_args: tuple[str, ...] = ()) -> None:
         tag = secrets.token_hex(3)
@@ -48,7 +66,7 @@ class EngineProcess:
         self.socket = str(base / "engine.sock")
         self.cgroup_parent = f"cove-test-{tag}"
         self.bridge = f"cvt{tag}"
-        self.bip = f"10.213.{int(tag[:2], 16)}.1/24"
+        self.bip = _free_bip(int(tag[:2], 16))
         self.log_path = base / "engine.log"
         self.proc: subprocess.Popen[bytes] | None = None
 

@@ -389,6 +389,13 @@ def build(
     cache.mkdir(parents=True, exist_ok=True)
     key = image_key(mirror, arch)
     out = cache / f"image-{key}"
+    # One build of an image at a time: a second caller (another VM started at once, a test
+    # waiting for a prebuild) waits for the first and then finds it in the cache.
+    with exclusive_lock(cache / f".image-{key}.lock"):
+        return _build_locked(out, mirror, arch, cache, force)
+
+
+def _build_locked(out: Path, mirror: str, arch: str, cache: Path, force: bool) -> GuestImage:
     if force:
         shutil.rmtree(out, ignore_errors=True)
     if not (out / layout.IMAGE_MANIFEST).exists():

@@ -33,8 +33,16 @@ mode=auto
 # the initrd it builds is never booted (vmhost/initrd.py writes a tiny one), and building it
 # costs minutes when a foreign-arch build runs it under qemu-user.
 
-mmdebstrap --variant=apt --mode="$mode" --format=tar --architectures="$arch" \
+# Two steps that cost much under qemu-user, for nothing we keep: the usrmerge package's
+# conversion (mmdebstrap's merged-usr hook lays the tree out merged from the start), and
+# openssh-server generating host keys (placeholders make its postinst skip them; the seed
+# brings the real, pinned key and the customize hook below removes them).
+hooks=()
+[ -d /usr/share/mmdebstrap/hooks/merged-usr ] && hooks+=(--hook-dir=/usr/share/mmdebstrap/hooks/merged-usr)
+
+mmdebstrap --variant=apt --mode="$mode" --format=tar --architectures="$arch" "${hooks[@]}" \
   --include="$(IFS=,; echo "${packages[*]}")" \
+  --essential-hook='mkdir -p "$1/etc/ssh" && for t in rsa ecdsa ed25519; do : > "$1/etc/ssh/ssh_host_${t}_key"; done' \
   --dpkgopt='path-exclude=/usr/share/man/*' \
   --dpkgopt='path-exclude=/usr/share/doc/*' \
   --dpkgopt='path-include=/usr/share/doc/*/copyright' \
