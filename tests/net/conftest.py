@@ -161,3 +161,20 @@ def dns_query(name: str, qtype: int = 1) -> bytes:
     for label in name.split("."):
         q += bytes([len(label)]) + label.encode()
     return q + b"\0" + struct.pack("!HH", qtype, 1)
+
+
+@pytest.fixture
+def private_engine(tmp_path: Path, busybox_tar: Path) -> Iterator[Any]:
+    """An engine of the test's own, for tests that stop, kill or restart it."""
+    from tests.harness import EngineProcess
+
+    eng = EngineProcess(tmp_path / "engine")
+    eng.start()
+    eng.import_image(busybox_tar, "busybox")
+    try:
+        yield eng
+    finally:
+        if eng.proc is None:
+            with contextlib.suppress(Exception):
+                eng.start()  # cleanup() removes containers and networks through the engine
+        eng.cleanup()

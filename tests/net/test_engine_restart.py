@@ -13,7 +13,6 @@ import shutil
 import signal
 import socket
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,22 +28,6 @@ pytestmark = [pytest.mark.root,
               pytest.mark.skipif(shutil.which("docker") is None, reason="no docker CLI")]
 
 HTTPD = "mkdir -p /www && echo hi > /www/index.html && exec httpd -f -p 80 -h /www"
-
-
-@pytest.fixture
-def private_engine(tmp_path: Path, busybox_tar: Path) -> Iterator[Any]:
-    from tests.harness import EngineProcess
-
-    eng = EngineProcess(tmp_path / "engine")
-    eng.start()
-    eng.import_image(busybox_tar, "busybox")
-    try:
-        yield eng
-    finally:
-        if eng.proc is None:
-            with contextlib.suppress(Exception):
-                eng.start()  # cleanup() removes containers and networks through the engine
-        eng.cleanup()
 
 
 def free_port() -> int:

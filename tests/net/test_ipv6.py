@@ -317,22 +317,6 @@ def test_connect_and_disconnect_with_ip6(engine: Any, docker: Any) -> None:
             rm(engine, "v6-c1", "v6-c2")
 
 
-@pytest.fixture
-def private_engine(tmp_path: Path, busybox_tar: Path) -> Iterator[Any]:
-    from tests.harness import EngineProcess
-
-    eng = EngineProcess(tmp_path / "engine")
-    eng.start()
-    eng.import_image(busybox_tar, "busybox")
-    try:
-        yield eng
-    finally:
-        if eng.proc is None:
-            with contextlib.suppress(Exception):
-                eng.start()
-        eng.cleanup()
-
-
 @pytest.mark.root
 def test_engine_restart_keeps_the_ipv6_allocation(private_engine: Any) -> None:
     eng = private_engine
