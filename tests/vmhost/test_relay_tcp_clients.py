@@ -100,16 +100,15 @@ def test_docker_cli_without_the_header_is_refused(relay_env: dict[str, str]) -> 
     assert b"X-Cove-Token" in out.stderr, out.stderr
 
 
-def test_docker_py_with_http_headers_in_config(relay_env: dict[str, str]) -> None:
+def test_docker_py_with_http_headers_in_config(
+    relay_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     import docker as docker_py
 
     config = Path(relay_env["DOCKER_CONFIG"]) / "config.json"
     config.write_text(json.dumps({"HttpHeaders": {"X-Cove-Token": relay_env["COVE_HOST_TOKEN"]}}))
-    os.environ["DOCKER_CONFIG"] = relay_env["DOCKER_CONFIG"]  # docker-py reads it at init
-    try:
-        client = docker_py.DockerClient(base_url=relay_env["DOCKER_HOST"], timeout=60)
-    finally:
-        del os.environ["DOCKER_CONFIG"]
+    monkeypatch.setenv("DOCKER_CONFIG", relay_env["DOCKER_CONFIG"])  # docker-py reads it at init
+    client = docker_py.DockerClient(base_url=relay_env["DOCKER_HOST"], timeout=60)
     try:
         out = client.containers.run("busybox", ["echo", "docker-py"], network_mode="none",
                                     remove=True)
